@@ -1,0 +1,8 @@
+//! vidpose: videos in, tracked human poses out.
+//!
+//! Stages (see `pipeline`): decode (`video`) -> detect (`detect`) -> pose (`pose`) -> track
+//! (`track`) -> sink (`posetrack`, overlay video, metrics).
+
+pub mod fsutil;
+pub mod geometry;
+pub mod posetrack;

@@ -1,0 +1,170 @@
+//! Reading and writing PoseTrack 2018 JSON files (one file = one sequence).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{KEYPOINT_NAMES, SKELETON};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoseTrackError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a PoseTrack 2018 JSON file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// One frame of a sequence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: u64,
+    pub file_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vid_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nframes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_labeled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_regions_x: Option<Vec<Vec<f64>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_regions_y: Option<Vec<Vec<f64>>>,
+    /// Fields vidpose does not interpret (`width`, `height`, `mask_file`, ...), kept on copy.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One person in one frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub image_id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_id: Option<i64>,
+    /// `[x, y, w, h]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f64; 4]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox_head: Option<[f64; 4]>,
+    /// 17 x (x, y, v-or-score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keypoints: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_id: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Category {
+    pub id: u64,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supercategory: Option<String>,
+    #[serde(default)]
+    pub keypoints: Vec<String>,
+    #[serde(default)]
+    pub skeleton: Vec<Vec<u32>>,
+}
+
+impl Category {
+    /// The single `person` category with the 17 PoseTrack keypoints.
+    pub fn person() -> Self {
+        Self {
+            id: 1,
+            name: "person".into(),
+            supercategory: Some("person".into()),
+            keypoints: KEYPOINT_NAMES.iter().map(|s| s.to_string()).collect(),
+            skeleton: SKELETON.iter().map(|p| p.to_vec()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoseTrackFile {
+    pub images: Vec<Image>,
+    #[serde(default)]
+    pub annotations: Vec<Annotation>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+}
+
+impl PoseTrackFile {
+    /// Reads and checks a PoseTrack 2018 file; errors name the file and the problem.
+    pub fn read(path: &Path) -> Result<Self, PoseTrackError> {
+        let bytes = std::fs::read(path).map_err(|source| PoseTrackError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: PoseTrackFile =
+            serde_json::from_slice(&bytes).map_err(|source| PoseTrackError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        file.validate(path)?;
+        Ok(file)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), PoseTrackError> {
+        let invalid = |message: String| PoseTrackError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let ids: std::collections::HashSet<u64> = self.images.iter().map(|i| i.id).collect();
+        if ids.len() != self.images.len() {
+            return Err(invalid("duplicate image id in `images`".into()));
+        }
+        for (n, a) in self.annotations.iter().enumerate() {
+            if !ids.contains(&a.image_id) {
+                return Err(invalid(format!(
+                    "annotations[{n}] refers to image_id {} which is not in `images`",
+                    a.image_id
+                )));
+            }
+            if let Some(b) = a.bbox {
+                if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+                    return Err(invalid(format!(
+                        "annotations[{n}].bbox {b:?} has a non-finite value or a negative size"
+                    )));
+                }
+            }
+            if let Some(k) = &a.keypoints {
+                if k.len() != 51 {
+                    return Err(invalid(format!(
+                        "annotations[{n}].keypoints has {} numbers, expected 51 (17 x (x, y, v))",
+                        k.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes atomically: a temporary file in the same folder, then a rename.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), PoseTrackError> {
+        let bytes = serde_json::to_vec(self).map_err(|source| PoseTrackError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        crate::fsutil::write_atomic(path, &bytes).map_err(|source| PoseTrackError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
