@@ -5,4 +5,6 @@
 
 pub mod fsutil;
 pub mod geometry;
+pub mod image;
+pub mod person;
 pub mod posetrack;
