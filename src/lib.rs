@@ -3,8 +3,15 @@
 //! Stages (see `pipeline`): decode (`video`) -> detect (`detect`) -> pose (`pose`) -> track
 //! (`track`) -> sink (`posetrack`, overlay video, metrics).
 
+pub mod bench;
+pub mod config;
+pub mod detect;
 pub mod fsutil;
 pub mod geometry;
 pub mod image;
 pub mod person;
+pub mod pipeline;
 pub mod posetrack;
+pub mod render;
+pub mod video;
+pub mod yaml;

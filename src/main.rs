@@ -1,1 +1,229 @@
-fn main() {}
+//! The `vidpose` command line: parses arguments and hands the work to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use vidpose::config::{parse_shard, Config};
+use vidpose::pipeline::{self, metrics, sink};
+use vidpose::video::{discover, encode::VideoCodec};
+
+#[derive(Parser)]
+#[command(
+    name = "vidpose",
+    version,
+    about = "Turns videos into tracked human poses written as PoseTrack 2018 JSON",
+    long_about = "Turns videos into tracked human poses written as PoseTrack 2018 JSON.\n\nA staged pipeline: FFmpeg decode -> person boxes -> pose -> tracking -> PoseTrack JSON (and an optional overlay video), with per-stage timing at the end."
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process videos, image folders or PoseTrack sequences into PoseTrack 2018 JSON.
+    Run(RunArgs),
+    /// Measure one stage on its own.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The configuration file; every key is documented in the default one.
+    #[arg(default_value = "pipeline.yaml")]
+    config: PathBuf,
+    /// A video, an image, a folder of numbered images (000000.jpg, ...), or a folder holding
+    /// many of these (each becomes its own output). Repeatable; replaces `input.paths`.
+    #[arg(short, long = "input", value_name = "PATH")]
+    inputs: Vec<PathBuf>,
+    /// Output folder (`output.dir`): one <name>.json (and <name>.mp4) per video.
+    #[arg(short, long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Override a configuration key by its dotted path, e.g. `--set pose.flip_test=false`.
+    /// The value is read as YAML and checked like the file. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Redo videos whose output already exists (they are skipped otherwise).
+    #[arg(long)]
+    overwrite: bool,
+    /// Also write the per-stage metrics as JSON to FILE (`output.metrics_json`).
+    #[arg(long, value_name = "FILE")]
+    metrics_json: Option<PathBuf>,
+    /// Process only shard I of N of the videos (deterministic by name), for job arrays.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Decode a video (or image folder) to RGB as fast as possible and print frames/s.
+    Decode {
+        path: PathBuf,
+        /// Decoder threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print JSON instead of a sentence.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(args: &RunArgs) -> Result<Config> {
+    let mut overrides = args.overrides.clone();
+    if let Some(dir) = &args.output {
+        overrides.push(format!("output.dir={}", yaml_string(&dir.to_string_lossy())));
+    }
+    if args.overwrite {
+        overrides.push("output.overwrite=true".into());
+    }
+    if let Some(file) = &args.metrics_json {
+        overrides.push(format!(
+            "output.metrics_json={}",
+            yaml_string(&file.to_string_lossy())
+        ));
+    }
+    if let Some(shard) = &args.shard {
+        overrides.push(format!("input.shard={}", yaml_string(shard)));
+    }
+    let file = if args.config.exists() {
+        Some(args.config.as_path())
+    } else if args.config == PathBuf::from("pipeline.yaml") {
+        // No default file in this folder: the built-in defaults are the same values.
+        None
+    } else {
+        bail!("{}: no such configuration file", args.config.display());
+    };
+    let mut config = Config::load(file, &overrides)?;
+    if !args.inputs.is_empty() {
+        config.input.paths = args.inputs.clone();
+    }
+    Ok(config)
+}
+
+/// Quotes a path for a `--set` value so YAML keeps it a string.
+fn yaml_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = load_config(&args)?;
+    if config.input.paths.is_empty() {
+        bail!("nothing to do: give --input PATH or set input.paths in the configuration");
+    }
+    let mut jobs = discover::discover(&config.input.paths)?;
+    if let Some(shard) = &config.input.shard {
+        let (i, n) = parse_shard(shard).map_err(anyhow::Error::msg)?;
+        jobs = discover::shard(jobs, i, n);
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                // Second Ctrl-C: stop at once; temporary files are named *.partial-<pid>.
+                std::process::exit(130);
+            }
+            eprintln!("interrupted: finishing the frames in flight (Ctrl-C again to abort)");
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+    let overlay = config.render.enabled.then(|| sink::OverlaySettings {
+        codec: VideoCodec::parse(&config.render.codec).unwrap_or(VideoCodec::Auto),
+        crf: config.render.crf,
+    });
+    let sink = Box::new(sink::PoseTrackSink::new(overlay, config.pipeline.progress));
+    eprintln!("vidpose: {} video(s) -> {}", jobs.len(), config.output.dir.display());
+    let report = pipeline::run(&config, jobs, sink, cancel)?;
+    eprint!("\n{}", metrics::table(&report.stages));
+    eprintln!(
+        "{} written, {} skipped (output exists), {} failed in {:.1} s; peak frames in flight {}",
+        report.written.iter().filter(|p| p.extension().is_some_and(|e| e == "json")).count(),
+        report.skipped.len(),
+        report.failed.len(),
+        report.seconds,
+        report.peak_frames_in_flight
+    );
+    for (name, reason) in &report.failed {
+        eprintln!("  failed: {name}: {reason}");
+    }
+    if let Some(path) = &config.output.metrics_json {
+        let json = serde_json::json!({
+            "stages": report.stages,
+            "seconds": report.seconds,
+            "peak_frames_in_flight": report.peak_frames_in_flight,
+            "written": report.written,
+            "skipped": report.skipped,
+            "failed": report.failed,
+        });
+        vidpose::fsutil::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
+            .with_context(|| format!("{}: cannot write the metrics", path.display()))?;
+    }
+    Ok(if report.interrupted {
+        ExitCode::from(130)
+    } else if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Bench(BenchCommand::Decode {
+            path,
+            threads,
+            json,
+        }) => vidpose::bench::decode_throughput(&path, threads)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| {
+                if json {
+                    println!("{}", serde_json::to_string(&b)?);
+                } else {
+                    println!(
+                        "{}: {} frames {}x{} in {:.3} s = {:.1} frames/s (decode + RGB)",
+                        path.display(),
+                        b.frames,
+                        b.width,
+                        b.height,
+                        b.seconds,
+                        b.fps
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! `pipeline.yaml`: the schema, its defaults, `--set` overrides and validation.
+//!
+//! Every key is documented in the default `pipeline.yaml` at the repository root; the doc
+//! comments here say the same in fewer words. Errors name the file, the key path and what
+//! was expected.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::yaml;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: malformed YAML: {message}")]
+    Syntax { file: PathBuf, message: String },
+    #[error("{file}: key `{key}`: {message}")]
+    Key {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+    #[error("--set {arg}: {message}")]
+    Override { arg: String, message: String },
+}
+
+/// Where a configuration value came from, for error messages.
+fn origin(file: &Path, overrides: &[String]) -> PathBuf {
+    if overrides.is_empty() {
+        file.to_path_buf()
+    } else {
+        PathBuf::from(format!("{} (with --set overrides)", file.display()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub input: InputConfig,
+    pub output: OutputConfig,
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    pub detector: DetectorConfig,
+    pub pose: PoseConfig,
+    pub tracker: TrackerConfig,
+    pub render: RenderConfig,
+    pub pipeline: PipelineConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            input: InputConfig::default(),
+            output: OutputConfig::default(),
+            device: "cpu".into(),
+            detector: DetectorConfig::default(),
+            pose: PoseConfig::default(),
+            tracker: TrackerConfig::default(),
+            render: RenderConfig::default(),
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Videos, image files, numbered-image folders, or folders holding many of them.
+    pub paths: Vec<PathBuf>,
+    /// Frame rate given to image folders (they carry none).
+    pub image_fps: f64,
+    /// Decode a numbered-image folder whose numbering has gaps (each gap is logged) instead of
+    /// refusing it.
+    pub allow_gaps: bool,
+    /// Decoder threads per video; 0 picks one per core.
+    pub decode_threads: usize,
+    /// Process only shard `index` of `count` (by sorted name), e.g. `0/4`.
+    pub shard: Option<String>,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            image_fps: 25.0,
+            allow_gaps: false,
+            decode_threads: 0,
+            shard: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Folder receiving one PoseTrack JSON (and overlay video) per input video.
+    pub dir: PathBuf,
+    /// Write per-stage metrics as JSON to this file.
+    pub metrics_json: Option<PathBuf>,
+    /// Replace outputs that already exist instead of skipping their videos.
+    pub overwrite: bool,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("out"),
+            metrics_json: None,
+            overwrite: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorKind {
+    /// Person boxes read from annotation or detection files.
+    Boxes,
+    /// MMDetection's Cascade R-CNN X101-64x4d FPN.
+    CascadeRcnn,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    pub kind: DetectorKind,
+    /// `auto` (PoseTrack layout: `annotations/<split>/<seq>.json` beside `images/`), a
+    /// PoseTrack/COCO annotation file, a folder of them, or a COCO detection-results file.
+    pub boxes: String,
+    /// For COCO detection results: the annotation file whose `images` map ids to file names.
+    pub boxes_images: Option<PathBuf>,
+    /// Boxes scoring below this are dropped.
+    pub score_threshold: f32,
+    pub checkpoint: PathBuf,
+    pub batch_size: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            kind: DetectorKind::Boxes,
+            boxes: "auto".into(),
+            boxes_images: None,
+            score_threshold: 0.4,
+            checkpoint: PathBuf::from(
+                "models/cascade_rcnn_x101_64x4d_fpn_20e_coco_20200509_224357-051557b1.pth",
+            ),
+            batch_size: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoseConfig {
+    /// `none` (boxes only), `hrnet_w32_256x192`, `hrnet_w32_384x288`, `hrnet_w48_256x192`,
+    /// `hrnet_w48_384x288`.
+    pub model: String,
+    pub checkpoint: Option<PathBuf>,
+    pub flip_test: bool,
+    /// `msra` (MMPose default) or `dark`.
+    pub decode: String,
+    /// Crops per forward pass, gathered across frames and videos.
+    pub batch_size: usize,
+    /// A partial batch is run after waiting this long for more crops.
+    pub batch_timeout_ms: u64,
+}
+
+impl Default for PoseConfig {
+    fn default() -> Self {
+        Self {
+            model: "none".into(),
+            checkpoint: None,
+            flip_test: true,
+            decode: "msra".into(),
+            batch_size: 8,
+            batch_timeout_ms: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// `given` keeps the track ids of the box source (ground truth) or numbers people within
+    /// each frame.
+    pub kind: String,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            kind: "given".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderConfig {
+    /// Write `<name>.mp4` with the results drawn over the frames.
+    pub enabled: bool,
+    /// `auto` (H.264 if FFmpeg has an encoder, else MPEG-4), `h264` or `mpeg4`.
+    pub codec: String,
+    /// Constant quality for H.264 (`crf`), lower is better.
+    pub crf: u32,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            codec: "auto".into(),
+            crf: 23,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Capacity of each channel between stages.
+    pub channel_capacity: usize,
+    /// Decoded frames alive at once, all stages together; the source waits beyond this.
+    pub max_frames_in_flight: usize,
+    /// Show a progress bar per video when stderr is a terminal.
+    pub progress: bool,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            channel_capacity: 4,
+            max_frames_in_flight: 16,
+            progress: true,
+        }
+    }
+}
+
+pub const POSE_MODELS: [&str; 4] = [
+    "hrnet_w32_256x192",
+    "hrnet_w32_384x288",
+    "hrnet_w48_256x192",
+    "hrnet_w48_384x288",
+];
+
+impl Config {
+    /// Loads `file` (or the defaults when `file` is `None`) and applies `--set KEY=VALUE`
+    /// overrides before checking types and values.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let display = file.unwrap_or(Path::new("<defaults>"));
+        let mut doc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    file: path.to_path_buf(),
+                    source,
+                })?;
+                yaml::parse(&text).map_err(|message| ConfigError::Syntax {
+                    file: path.to_path_buf(),
+                    message,
+                })?
+            }
+            None => yaml::Value::Mapping(Default::default()),
+        };
+        if doc.is_null() {
+            doc = yaml::Value::Mapping(Default::default());
+        }
+        for arg in overrides {
+            apply_override(&mut doc, arg)?;
+        }
+        let file = origin(display, overrides);
+        let config: Config = yaml::from_value_with_path(doc).map_err(|(key, message)| {
+            ConfigError::Key {
+                file: file.clone(),
+                key,
+                message,
+            }
+        })?;
+        config.validate(&file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Key {
+            file: file.to_path_buf(),
+            key: key.into(),
+            message,
+        };
+        if !(self.input.image_fps.is_finite() && self.input.image_fps > 0.0) {
+            return Err(bad(
+                "input.image_fps",
+                format!("expected a positive frame rate, got {}", self.input.image_fps),
+            ));
+        }
+        if let Some(shard) = &self.input.shard {
+            parse_shard(shard).map_err(|m| bad("input.shard", m))?;
+        }
+        parse_device(&self.device).map_err(|m| bad("device", m))?;
+        if !(0.0..=1.0).contains(&self.detector.score_threshold) {
+            return Err(bad(
+                "detector.score_threshold",
+                format!(
+                    "expected a number in [0, 1], got {}",
+                    self.detector.score_threshold
+                ),
+            ));
+        }
+        if self.detector.batch_size == 0 {
+            return Err(bad("detector.batch_size", "expected at least 1".into()));
+        }
+        if self.pose.model != "none" && !POSE_MODELS.contains(&self.pose.model.as_str()) {
+            return Err(bad(
+                "pose.model",
+                format!(
+                    "unknown model `{}`; expected `none` or one of {}",
+                    self.pose.model,
+                    POSE_MODELS.join(", ")
+                ),
+            ));
+        }
+        if !["msra", "dark"].contains(&self.pose.decode.as_str()) {
+            return Err(bad(
+                "pose.decode",
+                format!("expected `msra` or `dark`, got `{}`", self.pose.decode),
+            ));
+        }
+        if self.pose.batch_size == 0 {
+            return Err(bad("pose.batch_size", "expected at least 1".into()));
+        }
+        if self.tracker.kind != "given" {
+            return Err(bad(
+                "tracker.kind",
+                format!("expected `given`, got `{}`", self.tracker.kind),
+            ));
+        }
+        if !["auto", "h264", "mpeg4"].contains(&self.render.codec.as_str()) {
+            return Err(bad(
+                "render.codec",
+                format!(
+                    "expected `auto`, `h264` or `mpeg4`, got `{}`",
+                    self.render.codec
+                ),
+            ));
+        }
+        if self.render.crf > 51 {
+            return Err(bad(
+                "render.crf",
+                format!("expected 0..=51, got {}", self.render.crf),
+            ));
+        }
+        if self.pipeline.channel_capacity == 0 {
+            return Err(bad("pipeline.channel_capacity", "expected at least 1".into()));
+        }
+        if self.pipeline.max_frames_in_flight == 0 {
+            return Err(bad(
+                "pipeline.max_frames_in_flight",
+                "expected at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Which models are usable in this build; a clear error for the rest.
+    pub fn check_available(&self) -> Result<(), String> {
+        if self.detector.kind == DetectorKind::CascadeRcnn {
+            return Err("detector.kind `cascade_rcnn`: the Cascade R-CNN detector is not available yet in this version of vidpose; use `detector.kind: boxes` with an annotation or detection file".into());
+        }
+        if self.pose.model != "none" {
+            return Err(format!(
+                "pose.model `{}`: HRNet pose estimation is not available yet in this version of vidpose; use `pose.model: none`",
+                self.pose.model
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `cpu` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+}
+
+pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    if s == "cpu" {
+        return Ok(DeviceSpec::Cpu);
+    }
+    if let Some(n) = s.strip_prefix("cuda:") {
+        if let Ok(n) = n.parse() {
+            return Ok(DeviceSpec::Cuda(n));
+        }
+    }
+    if s == "cuda" {
+        return Ok(DeviceSpec::Cuda(0));
+    }
+    Err(format!("expected `cpu` or `cuda:N`, got `{s}`"))
+}
+
+/// `I/N` with `I < N`.
+pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let err = || format!("expected `I/N` with 0 <= I < N, got `{s}`");
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| err())?,
+        n.trim().parse().map_err(|_| err())?,
+    );
+    if n == 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
+}
+
+/// Applies one `KEY=VALUE`: the value is read as YAML (so `false`, `3`, `[a, b]` keep their
+/// types) and placed at the dotted key path, creating sections as needed.
+fn apply_override(doc: &mut yaml::Value, arg: &str) -> Result<(), ConfigError> {
+    let err = |message: &str| ConfigError::Override {
+        arg: arg.into(),
+        message: message.into(),
+    };
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected KEY=VALUE, e.g. pose.flip_test=false"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(|p| p.is_empty()) {
+        return Err(err("the key must be a dotted path such as detector.boxes"));
+    }
+    let value = yaml::parse(value).map_err(|m| err(&format!("value is not valid YAML: {m}")))?;
+    yaml::set_path(doc, key, value).map_err(|m| err(&m))
+}

@@ -1,0 +1,292 @@
+//! Person boxes given in files instead of detected: PoseTrack 2018 / COCO annotation files
+//! (ground-truth boxes) and COCO detection results mapped to frames through an annotation
+//! file's `images`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::geometry::BBox;
+use crate::person::Person;
+use crate::posetrack::{self, PoseTrackFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoxesError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not JSON: {source}")]
+    NotJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(transparent)]
+    PoseTrack(#[from] posetrack::PoseTrackError),
+}
+
+/// A frame is named by its sequence (folder or video stem) and its number.
+pub type FrameKey = (String, u64);
+
+/// `images/val/003418_mpii_test/000012.jpg` -> `("003418_mpii_test", 12)`.
+pub fn frame_key(file_name: &str) -> Option<FrameKey> {
+    let path = Path::new(file_name);
+    let number = path.file_stem()?.to_str()?.parse().ok()?;
+    let seq = path.parent()?.file_name()?.to_str()?.to_string();
+    Some((seq, number))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GivenBox {
+    pub bbox: BBox,
+    pub score: f32,
+    /// The track id of a ground-truth annotation.
+    pub track_id: Option<i64>,
+}
+
+/// Boxes indexed by frame, plus the annotation file's image entries so that outputs can keep
+/// the dataset's ids and names.
+#[derive(Debug, Default)]
+pub struct GivenBoxes {
+    source: PathBuf,
+    boxes: HashMap<FrameKey, Vec<GivenBox>>,
+    images: HashMap<FrameKey, posetrack::Image>,
+}
+
+/// One entry of a COCO detection-results list.
+#[derive(Debug, Deserialize)]
+struct Detection {
+    image_id: u64,
+    bbox: [f64; 4],
+    #[serde(default = "one")]
+    score: f64,
+    #[serde(default = "one_u64")]
+    category_id: u64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, BoxesError> {
+    let bytes = std::fs::read(path).map_err(|source| BoxesError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| BoxesError::NotJson {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<BBox, BoxesError> {
+    if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+        return Err(BoxesError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "{what}: bbox {b:?} must be [x, y, w, h] with finite values and w, h >= 0"
+            ),
+        });
+    }
+    Ok(BBox::from_xywh([b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]))
+}
+
+impl GivenBoxes {
+    /// Loads `path`: an annotation file, a folder of them, or (with `images_file`) a COCO
+    /// detection-results list. Boxes below `score_threshold` are dropped.
+    pub fn load(
+        path: &Path,
+        images_file: Option<&Path>,
+        score_threshold: f32,
+    ) -> Result<Self, BoxesError> {
+        let mut given = GivenBoxes {
+            source: path.to_path_buf(),
+            ..Default::default()
+        };
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|source| BoxesError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "the folder holds no .json annotation files".into(),
+                });
+            }
+            for file in files {
+                given.add_annotation_file(&file, score_threshold)?;
+            }
+            return Ok(given);
+        }
+        match read_json(path)? {
+            serde_json::Value::Array(list) => {
+                let images_file = images_file.ok_or_else(|| BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "a detection-results list needs the annotation file that maps its image ids to frames: set detector.boxes_images".into(),
+                })?;
+                given.add_detections(path, list, images_file, score_threshold)?;
+            }
+            serde_json::Value::Object(_) => given.add_annotation_file(path, score_threshold)?,
+            _ => {
+                return Err(BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "expected an annotation file (an object with `images` and `annotations`) or a detection-results list".into(),
+                })
+            }
+        }
+        Ok(given)
+    }
+
+    fn add_annotation_file(&mut self, path: &Path, score_threshold: f32) -> Result<(), BoxesError> {
+        let file = PoseTrackFile::read(path)?;
+        let mut keys = HashMap::new();
+        for image in &file.images {
+            let key = frame_key(&image.file_name).ok_or_else(|| BoxesError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "image {}: file_name `{}` is not of the form <sequence>/<number>.<ext>",
+                    image.id, image.file_name
+                ),
+            })?;
+            keys.insert(image.id, key.clone());
+            self.boxes.entry(key.clone()).or_default();
+            self.images.insert(key, image.clone());
+        }
+        for (n, ann) in file.annotations.iter().enumerate() {
+            if ann.category_id.is_some_and(|c| c != 1) {
+                continue;
+            }
+            let Some(b) = &ann.bbox else { continue };
+            let bbox = check_box(path, &format!("annotations[{n}]"), b)?;
+            let score = ann.score.unwrap_or(1.0) as f32;
+            if score < score_threshold {
+                continue;
+            }
+            // image ids were checked against `images` by the reader.
+            let key = &keys[&ann.image_id];
+            self.boxes.get_mut(key).expect("added above").push(GivenBox {
+                bbox,
+                score,
+                track_id: ann.track_id,
+            });
+        }
+        Ok(())
+    }
+
+    fn add_detections(
+        &mut self,
+        path: &Path,
+        list: Vec<serde_json::Value>,
+        images_file: &Path,
+        score_threshold: f32,
+    ) -> Result<(), BoxesError> {
+        let images = PoseTrackFile::read(images_file)?;
+        let mut keys = HashMap::new();
+        for image in images.images {
+            if let Some(key) = frame_key(&image.file_name) {
+                keys.insert(image.id, key.clone());
+                self.boxes.entry(key.clone()).or_default();
+                self.images.insert(key, image);
+            }
+        }
+        for (n, value) in list.into_iter().enumerate() {
+            let det: Detection =
+                serde_json::from_value(value).map_err(|e| BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("entry {n}: {e} (expected {{image_id, bbox: [x, y, w, h], score, category_id}})"),
+                })?;
+            let bbox = check_box(path, &format!("entry {n}"), &det.bbox)?;
+            if !det.score.is_finite() {
+                return Err(BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("entry {n}: score is not a finite number"),
+                });
+            }
+            let key = keys.get(&det.image_id).ok_or_else(|| BoxesError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "entry {n}: image_id {} is not an image of {}",
+                    det.image_id,
+                    images_file.display()
+                ),
+            })?;
+            if det.category_id != 1 || (det.score as f32) < score_threshold {
+                continue;
+            }
+            self.boxes.get_mut(key).expect("added above").push(GivenBox {
+                bbox,
+                score: det.score as f32,
+                track_id: None,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Whether the file knows any frame of the sequence or video `name`.
+    pub fn has_sequence(&self, name: &str) -> bool {
+        self.boxes.keys().any(|(s, _)| s == name)
+    }
+
+    /// Persons for one frame (empty when the file lists none).
+    pub fn persons(&self, seq: &str, number: u64) -> Vec<(Person, Option<i64>)> {
+        self.boxes
+            .get(&(seq.to_string(), number))
+            .map(|list| {
+                list.iter()
+                    .map(|b| (Person::from_box(b.bbox, b.score), b.track_id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The annotation file's image entry for a frame, if it has one.
+    pub fn image(&self, seq: &str, number: u64) -> Option<&posetrack::Image> {
+        self.images.get(&(seq.to_string(), number))
+    }
+
+    /// Frame numbers of `seq` that carry boxes, sorted.
+    pub fn frames_with_boxes(&self, seq: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .boxes
+            .iter()
+            .filter(|((s, _), b)| s == seq && !b.is_empty())
+            .map(|((_, n), _)| *n)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_keys() {
+        assert_eq!(
+            frame_key("images/val/003418_mpii_test/000012.jpg"),
+            Some(("003418_mpii_test".into(), 12))
+        );
+        assert_eq!(frame_key("clip/7.png"), Some(("clip".into(), 7)));
+        assert_eq!(frame_key("x.jpg"), None);
+        assert_eq!(frame_key("a/b.jpg"), None);
+    }
+}

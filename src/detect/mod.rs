@@ -1,0 +1,3 @@
+//! Person detection: boxes given in files (and, later, Cascade R-CNN).
+
+pub mod given;

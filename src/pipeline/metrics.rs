@@ -1,0 +1,134 @@
+//! Per-stage metrics: items, batches, busy time, time waiting for input, time blocked on
+//! output, and per-item latency percentiles.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Latency samples kept per stage; beyond this, reservoir sampling keeps memory flat.
+const MAX_SAMPLES: usize = 100_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct StageMetrics {
+    pub name: String,
+    pub items: u64,
+    pub batches: u64,
+    pub busy: Duration,
+    pub wait_input: Duration,
+    pub blocked_output: Duration,
+    latencies_ms: Vec<f32>,
+    seen: u64,
+    rng: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StageSummary {
+    pub stage: String,
+    pub items: u64,
+    pub batches: u64,
+    pub busy_s: f64,
+    pub wait_input_s: f64,
+    pub blocked_output_s: f64,
+    pub items_per_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+}
+
+impl StageMetrics {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            rng: 0x9E3779B97F4A7C15,
+            ..Default::default()
+        }
+    }
+
+    pub fn record_latency(&mut self, latency: Duration) {
+        let ms = latency.as_secs_f32() * 1000.0;
+        self.seen += 1;
+        if self.latencies_ms.len() < MAX_SAMPLES {
+            self.latencies_ms.push(ms);
+        } else {
+            // xorshift: a uniform slot in [0, seen) replaces a sample with probability MAX/seen.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let slot = (self.rng % self.seen) as usize;
+            if slot < MAX_SAMPLES {
+                self.latencies_ms[slot] = ms;
+            }
+        }
+    }
+
+    pub fn summary(&self) -> StageSummary {
+        let mut sorted = self.latencies_ms.clone();
+        sorted.sort_by(f32::total_cmp);
+        let pct = |p: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+            sorted[i] as f64
+        };
+        let busy = self.busy.as_secs_f64();
+        StageSummary {
+            stage: self.name.clone(),
+            items: self.items,
+            batches: self.batches,
+            busy_s: busy,
+            wait_input_s: self.wait_input.as_secs_f64(),
+            blocked_output_s: self.blocked_output.as_secs_f64(),
+            items_per_s: if busy > 0.0 { self.items as f64 / busy } else { 0.0 },
+            latency_p50_ms: pct(0.5),
+            latency_p95_ms: pct(0.95),
+        }
+    }
+}
+
+/// The end-of-run table, one row per stage.
+pub fn table(stages: &[StageSummary]) -> String {
+    let mut out = format!(
+        "{:<8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "stage", "items", "batches", "busy s", "wait-in s", "blocked s", "items/s", "p50 ms", "p95 ms"
+    );
+    for s in stages {
+        out.push_str(&format!(
+            "{:<8} {:>8} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.1} {:>9.2} {:>9.2}\n",
+            s.stage,
+            s.items,
+            s.batches,
+            s.busy_s,
+            s.wait_input_s,
+            s.blocked_output_s,
+            s.items_per_s,
+            s.latency_p50_ms,
+            s.latency_p95_ms
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut m = StageMetrics::new("x");
+        for i in 1..=100 {
+            m.record_latency(Duration::from_millis(i));
+        }
+        let s = m.summary();
+        assert!((s.latency_p50_ms - 50.0).abs() <= 1.0);
+        assert!((s.latency_p95_ms - 95.0).abs() <= 1.0);
+    }
+
+    #[test]
+    fn reservoir_stays_bounded() {
+        let mut m = StageMetrics::new("x");
+        for _ in 0..(MAX_SAMPLES + 1000) {
+            m.record_latency(Duration::from_micros(10));
+        }
+        assert_eq!(m.latencies_ms.len(), MAX_SAMPLES);
+    }
+}

@@ -1,0 +1,266 @@
+//! The staged pipeline: decode -> detect -> pose -> track -> sink, each stage a thread, joined
+//! by bounded channels; frames in flight are capped by permits.
+
+pub mod messages;
+pub mod metrics;
+pub mod permits;
+pub mod reorder;
+pub mod sink;
+pub mod stage;
+pub mod stages;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam::channel::{bounded, Receiver};
+
+use crate::config::{Config, DetectorKind};
+use crate::detect::given::GivenBoxes;
+use crate::video::VideoJob;
+use messages::{Envelope, Msg, VideoMeta};
+use metrics::{StageMetrics, StageSummary};
+use permits::FramePermits;
+use sink::FrameSink;
+use stage::{run_stage, Stage};
+use stages::{PlannedVideo, SourceSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Boxes(#[from] crate::detect::given::BoxesError),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("a pipeline stage stopped unexpectedly: {0}")]
+    Stage(String),
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Files written, per finished video.
+    pub written: Vec<PathBuf>,
+    /// Videos skipped because their output already exists.
+    pub skipped: Vec<String>,
+    /// `(video, reason)` for every video that failed.
+    pub failed: Vec<(String, String)>,
+    pub stages: Vec<StageSummary>,
+    /// Most decoded frames alive at once.
+    pub peak_frames_in_flight: usize,
+    pub interrupted: bool,
+    pub seconds: f64,
+}
+
+/// The per-sequence annotation file of a PoseTrack layout: `<root>/images/<split>/<seq>/`
+/// -> `<root>/annotations/<split>/<seq>.json`.
+pub fn posetrack_annotation_for(job: &VideoJob) -> Option<PathBuf> {
+    let seq = job.posetrack.as_ref()?;
+    let split = seq.split.as_ref()?;
+    let root = job.path().parent()?.parent()?.parent()?;
+    Some(
+        root.join("annotations")
+            .join(split)
+            .join(format!("{}.json", seq.name)),
+    )
+}
+
+/// Decides, per job, its outputs, its boxes, and whether it can run at all.
+fn plan(
+    config: &Config,
+    jobs: Vec<VideoJob>,
+    report: &mut RunReport,
+) -> Result<Vec<PlannedVideo>, PipelineError> {
+    let fixed_boxes = match (config.detector.kind, config.detector.boxes.as_str()) {
+        (DetectorKind::Boxes, "auto") => None,
+        (DetectorKind::Boxes, path) => Some(Arc::new(GivenBoxes::load(
+            Path::new(path),
+            config.detector.boxes_images.as_deref(),
+            config.detector.score_threshold,
+        )?)),
+        _ => None,
+    };
+    let mut planned = Vec::new();
+    for (id, job) in jobs.into_iter().enumerate() {
+        let (output_json, output_video) =
+            stages::output_paths(&config.output.dir, &job, config.render.enabled);
+        if output_json.exists() && !config.output.overwrite {
+            tracing::info!(
+                "{}: skipped, {} exists (use --overwrite to redo it)",
+                job.name,
+                output_json.display()
+            );
+            report.skipped.push(job.name.clone());
+            continue;
+        }
+        let mut problem = None;
+        let gaps = job.gaps();
+        if let Some(&(before, after)) = gaps.first() {
+            let message = format!(
+                "{}: the numbering has {} gap(s), the first after image {before} (next is {after})",
+                job.path().display(),
+                gaps.len()
+            );
+            if config.input.allow_gaps {
+                tracing::warn!("{message}; decoding anyway (input.allow_gaps)");
+            } else {
+                problem = Some(format!(
+                    "{message}; missing frames would shift every later frame (set input.allow_gaps: true to decode it anyway)"
+                ));
+            }
+        }
+        let boxes = if config.detector.kind != DetectorKind::Boxes {
+            None
+        } else if let Some(fixed) = &fixed_boxes {
+            if !fixed.has_sequence(&job.name) {
+                problem.get_or_insert(format!(
+                    "{}: holds no frames of `{}` (frames are matched by <sequence>/<number> in file_name)",
+                    fixed.source().display(),
+                    job.name
+                ));
+            }
+            Some(fixed.clone())
+        } else {
+            match posetrack_annotation_for(&job) {
+                Some(path) => match GivenBoxes::load(&path, None, config.detector.score_threshold) {
+                    Ok(b) => Some(Arc::new(b)),
+                    Err(e) => {
+                        problem.get_or_insert(format!(
+                            "detector.boxes is `auto`, and the sequence's annotation file cannot be used: {e}"
+                        ));
+                        None
+                    }
+                },
+                None => {
+                    problem.get_or_insert(format!(
+                        "detector.boxes is `auto`, which finds boxes only for PoseTrack sequences (<root>/images/<split>/<seq>/ with <root>/annotations/<split>/<seq>.json); give a boxes file for `{}` with --set detector.boxes=FILE",
+                        job.name
+                    ));
+                    None
+                }
+            }
+        };
+        planned.push(PlannedVideo {
+            meta: VideoMeta {
+                id,
+                info: stages::placeholder_info(),
+                job,
+                output_json,
+                output_video,
+                boxes,
+            },
+            problem,
+        });
+    }
+    Ok(planned)
+}
+
+/// Feeds the sink; a failure of one video is recorded and the others go on.
+fn run_sink(
+    mut sink: Box<dyn FrameSink>,
+    rx: Receiver<Envelope>,
+    report: &mut RunReport,
+) -> StageMetrics {
+    let mut metrics = StageMetrics::new("sink");
+    let started = Instant::now();
+    let mut failure: Option<String> = None;
+    loop {
+        let t = Instant::now();
+        let Ok(env) = rx.recv() else { break };
+        metrics.wait_input += t.elapsed();
+        match env.msg {
+            Msg::Start(video) => {
+                failure = sink.start(&video).err();
+            }
+            Msg::Frame(frame) => {
+                metrics.items += 1;
+                metrics.batches += 1;
+                metrics.record_latency(frame.entered_stage.elapsed());
+                if failure.is_none() {
+                    failure = sink.frame(*frame).err();
+                }
+            }
+            Msg::End(video, outcome) => {
+                let reason = failure.take().or(outcome.err());
+                match sink.end(&video, reason.is_none()) {
+                    Ok(files) if reason.is_none() => {
+                        tracing::info!("{}: done", video.job.name);
+                        report.written.extend(files);
+                    }
+                    Ok(_) => {
+                        let reason = reason.unwrap_or_default();
+                        if reason == "interrupted" {
+                            report.interrupted = true;
+                        }
+                        tracing::error!("{}: failed: {reason}", video.job.name);
+                        report.failed.push((video.job.name.clone(), reason));
+                    }
+                    Err(e) => {
+                        tracing::error!("{}: failed: {e}", video.job.name);
+                        report.failed.push((video.job.name.clone(), e));
+                    }
+                }
+            }
+        }
+    }
+    metrics.busy = started.elapsed().saturating_sub(metrics.wait_input);
+    metrics
+}
+
+/// Runs the pipeline over `jobs`. `cancel` (set by Ctrl-C) stops decoding; videos not
+/// finished by then are reported as interrupted and leave no output.
+pub fn run(
+    config: &Config,
+    jobs: Vec<VideoJob>,
+    sink: Box<dyn FrameSink>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, PipelineError> {
+    config.check_available().map_err(PipelineError::Unavailable)?;
+    let started = Instant::now();
+    let mut report = RunReport::default();
+    let planned = plan(config, jobs, &mut report)?;
+    let cap = config.pipeline.channel_capacity;
+    let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
+    let middle: Vec<Box<dyn Stage>> = vec![
+        Box::new(stages::GivenBoxesStage::default()),
+        Box::new(stages::GivenTrackStage),
+    ];
+    let settings = SourceSettings {
+        image_fps: config.input.image_fps,
+        decode_threads: config.input.decode_threads,
+    };
+    let stage_metrics = std::thread::scope(|scope| -> Result<Vec<StageMetrics>, PipelineError> {
+        let (tx, mut rx) = bounded::<Envelope>(cap);
+        let source_permits = permits.clone();
+        let source = scope.spawn(move || {
+            stages::run_source(planned, settings, source_permits, cancel, tx)
+        });
+        let mut handles = Vec::new();
+        for stage in middle {
+            let (tx, next_rx) = bounded::<Envelope>(cap);
+            let input = std::mem::replace(&mut rx, next_rx);
+            handles.push(scope.spawn(move || run_stage(stage, input, tx)));
+        }
+        let sink_metrics = run_sink(sink, rx, &mut report);
+        let join = |h: std::thread::ScopedJoinHandle<'_, StageMetrics>| {
+            h.join().map_err(|p| {
+                let what = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                PipelineError::Stage(what)
+            })
+        };
+        let mut all = vec![join(source)?];
+        for h in handles {
+            all.push(join(h)?);
+        }
+        all.push(sink_metrics);
+        Ok(all)
+    })?;
+    report.stages = stage_metrics.iter().map(StageMetrics::summary).collect();
+    report.peak_frames_in_flight = permits.peak();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

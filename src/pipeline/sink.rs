@@ -1,0 +1,218 @@
+//! The last stage: PoseTrack 2018 JSON per video, optional overlay video, progress bars.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::messages::{Frame, VideoMeta};
+use crate::posetrack::{Annotation, Category, Image, PoseTrackFile};
+use crate::video::encode::{OverlayWriter, VideoCodec};
+
+/// Receives each video's frames in order. `end` is called once per started video; with
+/// `ok == false` nothing may be left under the final output names.
+pub trait FrameSink {
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), String>;
+    fn frame(&mut self, frame: Frame) -> Result<(), String>;
+    /// Completes (or abandons) the video; returns the files written.
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, String>;
+}
+
+pub struct OverlaySettings {
+    pub codec: VideoCodec,
+    pub crf: u32,
+}
+
+/// One video's output under construction.
+struct Open {
+    file: PoseTrackFile,
+    overlay: Option<OverlayWriter>,
+    overlay_failed: bool,
+    progress: Option<ProgressBar>,
+}
+
+pub struct PoseTrackSink {
+    overlay: Option<OverlaySettings>,
+    bars: Option<MultiProgress>,
+    open: Option<Open>,
+}
+
+impl PoseTrackSink {
+    /// `progress`: show a bar per video (only drawn when stderr is a terminal).
+    pub fn new(overlay: Option<OverlaySettings>, progress: bool) -> Self {
+        let bars = progress.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Self {
+            overlay,
+            bars,
+            open: None,
+        }
+    }
+}
+
+/// The image entry for a frame: the annotation file's when known, else the PoseTrack scheme
+/// for PoseTrack sequences, else the frame's position and file name.
+fn image_entry(frame: &Frame) -> Image {
+    if let Some(reference) = &frame.reference_image {
+        return reference.clone();
+    }
+    let video = &frame.video;
+    let number = frame.decoded.number;
+    match &video.job.posetrack {
+        Some(seq) => {
+            let id = seq.image_id(number);
+            Image {
+                id,
+                file_name: seq.file_name(number),
+                vid_id: Some(format!("{:06}", seq.number)),
+                frame_id: Some(id),
+                nframes: None,
+                is_labeled: None,
+                ignore_regions_x: None,
+                ignore_regions_y: None,
+                extra: Default::default(),
+            }
+        }
+        None => Image {
+            id: frame.index,
+            file_name: match &video.job.kind {
+                crate::video::SourceKind::VideoFile(_) => {
+                    format!("{}/{:06}.jpg", video.job.name, frame.index)
+                }
+                _ => format!("{}/{}", video.job.name, frame.decoded.file_name),
+            },
+            vid_id: Some(video.job.name.clone()),
+            frame_id: Some(frame.index),
+            nframes: None,
+            is_labeled: None,
+            ignore_regions_x: None,
+            ignore_regions_y: None,
+            extra: Default::default(),
+        },
+    }
+}
+
+fn annotations(frame: &Frame, image_id: u64) -> Vec<Annotation> {
+    frame
+        .persons
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let [x, y, w, h] = p.bbox.to_xywh();
+            let (keypoints, scores) = match &p.keypoints {
+                Some(k) => (
+                    Some(k.iter().flat_map(|k| [k.x as f64, k.y as f64, k.score as f64]).collect()),
+                    Some(k.iter().map(|k| k.score as f64).collect()),
+                ),
+                None => (None, None),
+            };
+            Annotation {
+                image_id,
+                id: Some(image_id * 100 + i as u64),
+                track_id: p.track_id.map(|t| t as i64),
+                bbox: Some([x as f64, y as f64, w as f64, h as f64]),
+                bbox_head: None,
+                keypoints,
+                scores,
+                score: Some(p.bbox_score as f64),
+                category_id: Some(1),
+                extra: Default::default(),
+            }
+        })
+        .collect()
+}
+
+impl FrameSink for PoseTrackSink {
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), String> {
+        let progress = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(match video.info.frames_hint {
+                Some(n) => ProgressBar::new(n),
+                None => ProgressBar::no_length(),
+            });
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>20} [{bar:30}] {pos}/{len} frames {per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(video.job.name.clone());
+            bar
+        });
+        self.open = Some(Open {
+            file: PoseTrackFile {
+                images: Vec::new(),
+                annotations: Vec::new(),
+                categories: vec![Category::person()],
+            },
+            overlay: None,
+            overlay_failed: false,
+            progress,
+        });
+        Ok(())
+    }
+
+    fn frame(&mut self, mut frame: Frame) -> Result<(), String> {
+        let open = self.open.as_mut().ok_or("frame before start")?;
+        let image = image_entry(&frame);
+        open.file.annotations.extend(annotations(&frame, image.id));
+        open.file.images.push(image);
+        if let (Some(settings), Some(path)) = (&self.overlay, &frame.video.output_video) {
+            if open.overlay.is_none() && !open.overlay_failed {
+                let img = &frame.decoded.image;
+                match OverlayWriter::create(
+                    path,
+                    img.width,
+                    img.height,
+                    frame.video.info.fps,
+                    settings.codec,
+                    settings.crf,
+                ) {
+                    Ok(w) => open.overlay = Some(w),
+                    Err(e) => {
+                        open.overlay_failed = true;
+                        return Err(e.to_string());
+                    }
+                }
+            }
+            if let Some(writer) = open.overlay.as_mut() {
+                for p in &frame.persons {
+                    crate::render::draw_person(&mut frame.decoded.image, p);
+                }
+                writer.write(&frame.decoded.image).map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some(bar) = &open.progress {
+            bar.inc(1);
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, String> {
+        let Some(mut open) = self.open.take() else {
+            return Ok(Vec::new());
+        };
+        if let Some(bar) = open.progress.take() {
+            bar.finish_and_clear();
+            if let Some(bars) = &self.bars {
+                bars.remove(&bar);
+            }
+        }
+        if !ok {
+            // Dropping the writer removes its temporary file.
+            return Ok(Vec::new());
+        }
+        let mut written = Vec::new();
+        if let Some(writer) = open.overlay.take() {
+            written.push(writer.finish().map_err(|e| e.to_string())?);
+        }
+        let n = open.file.images.len() as u64;
+        for image in open.file.images.iter_mut() {
+            image.nframes.get_or_insert(n);
+        }
+        open.file
+            .write_atomic(&video.output_json)
+            .map_err(|e| e.to_string())?;
+        written.push(video.output_json.clone());
+        Ok(written)
+    }
+}

@@ -1,0 +1,245 @@
+//! The source and the middle stages of the default pipeline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam::channel::Sender;
+
+use super::messages::{Envelope, Frame, Msg, VideoMeta};
+use super::metrics::StageMetrics;
+use super::permits::FramePermits;
+use super::stage::Stage;
+use crate::video::{decode, StreamInfo, VideoJob};
+
+/// A job ready to run, or the reason it cannot.
+pub struct PlannedVideo {
+    pub meta: VideoMeta,
+    pub problem: Option<String>,
+}
+
+pub struct SourceSettings {
+    pub image_fps: f64,
+    pub decode_threads: usize,
+}
+
+/// Decodes the videos one after the other. Each frame holds a permit, so no more than the
+/// configured number of frames exist at once.
+pub fn run_source(
+    videos: Vec<PlannedVideo>,
+    settings: SourceSettings,
+    permits: FramePermits,
+    cancel: Arc<AtomicBool>,
+    tx: Sender<Envelope>,
+) -> StageMetrics {
+    let mut metrics = StageMetrics::new("decode");
+    let started = Instant::now();
+    let mut seq = 0u64;
+    let mut send = |msg: Msg, metrics: &mut StageMetrics| -> bool {
+        let t = Instant::now();
+        let ok = tx.send(Envelope { seq, msg }).is_ok();
+        seq += 1;
+        metrics.blocked_output += t.elapsed();
+        ok
+    };
+    let cancelled = || cancel.load(Ordering::SeqCst);
+    for planned in videos {
+        if cancelled() {
+            break;
+        }
+        let mut meta = planned.meta;
+        let decoder = match planned.problem {
+            Some(p) => Err(p),
+            None => decode::open(&meta.job, settings.image_fps, settings.decode_threads)
+                .map_err(|e| e.to_string()),
+        };
+        let mut decoder = match decoder {
+            Ok(d) => d,
+            Err(problem) => {
+                let meta = Arc::new(meta);
+                if !send(Msg::Start(meta.clone()), &mut metrics)
+                    || !send(Msg::End(meta, Err(problem)), &mut metrics)
+                {
+                    break;
+                }
+                continue;
+            }
+        };
+        meta.info = decoder.info().clone();
+        let meta = Arc::new(meta);
+        if !send(Msg::Start(meta.clone()), &mut metrics) {
+            break;
+        }
+        let mut index = 0u64;
+        let outcome = loop {
+            let t = Instant::now();
+            let Some(permit) = permits.acquire(&cancelled) else {
+                break Err("interrupted".to_string());
+            };
+            // Waiting for a permit is back-pressure from the stages after us.
+            metrics.blocked_output += t.elapsed();
+            let t = Instant::now();
+            let next = decoder.next_frame();
+            match next {
+                Ok(Some(decoded)) => {
+                    metrics.items += 1;
+                    metrics.batches += 1;
+                    metrics.record_latency(t.elapsed());
+                    let frame = Frame {
+                        video: meta.clone(),
+                        index,
+                        decoded,
+                        persons: Vec::new(),
+                        reference_image: None,
+                        entered_stage: Instant::now(),
+                        _permit: Some(permit),
+                    };
+                    index += 1;
+                    if !send(Msg::Frame(Box::new(frame)), &mut metrics) {
+                        return finish(metrics, started);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e.to_string()),
+            }
+        };
+        if !send(Msg::End(meta, outcome), &mut metrics) {
+            break;
+        }
+    }
+    finish(metrics, started)
+}
+
+fn finish(mut metrics: StageMetrics, started: Instant) -> StageMetrics {
+    metrics.busy = started
+        .elapsed()
+        .saturating_sub(metrics.wait_input + metrics.blocked_output);
+    metrics
+}
+
+/// Person boxes looked up in the video's box file. Checks at the end of each video that the
+/// file has no boxes for frames the video does not have.
+#[derive(Default)]
+pub struct GivenBoxesStage {
+    seen: std::collections::HashSet<u64>,
+}
+
+impl Stage for GivenBoxesStage {
+    fn name(&self) -> &'static str {
+        "detect"
+    }
+
+    fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        match msg {
+            Msg::Start(v) => {
+                self.seen.clear();
+                out.push(Msg::Start(v));
+            }
+            Msg::Frame(mut frame) => {
+                metrics.batches += 1;
+                if let Some(boxes) = &frame.video.boxes {
+                    let name = &frame.video.job.name;
+                    let number = frame.decoded.number;
+                    frame.persons = boxes
+                        .persons(name, number)
+                        .into_iter()
+                        .map(|(mut p, track)| {
+                            p.track_id = track.and_then(|t| u64::try_from(t).ok());
+                            p
+                        })
+                        .collect();
+                    frame.reference_image = boxes.image(name, number).cloned();
+                }
+                self.seen.insert(frame.decoded.number);
+                out.push(Msg::Frame(frame));
+            }
+            Msg::End(v, Ok(())) => {
+                let outcome = match &v.boxes {
+                    Some(boxes) => {
+                        let orphans: Vec<u64> = boxes
+                            .frames_with_boxes(&v.job.name)
+                            .into_iter()
+                            .filter(|n| !self.seen.contains(n))
+                            .collect();
+                        if orphans.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(format!(
+                                "{}: has boxes for frame(s) {} of `{}`, which the video does not have ({} frames decoded)",
+                                boxes.source().display(),
+                                list_numbers(&orphans),
+                                v.job.name,
+                                self.seen.len()
+                            ))
+                        }
+                    }
+                    None => Ok(()),
+                };
+                out.push(Msg::End(v, outcome));
+            }
+            end @ Msg::End(..) => out.push(end),
+        }
+    }
+}
+
+fn list_numbers(n: &[u64]) -> String {
+    let shown: Vec<String> = n.iter().take(5).map(|x| x.to_string()).collect();
+    if n.len() > 5 {
+        format!("{}, ... ({} in all)", shown.join(", "), n.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Keeps track ids given with the boxes (ground truth); people without one are numbered within
+/// their frame after the given ids, so ids stay unique per frame.
+pub struct GivenTrackStage;
+
+impl Stage for GivenTrackStage {
+    fn name(&self) -> &'static str {
+        "track"
+    }
+
+    fn needs_order(&self) -> bool {
+        true
+    }
+
+    fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        if let Msg::Frame(mut frame) = msg {
+            metrics.batches += 1;
+            let mut used: std::collections::HashSet<u64> =
+                frame.persons.iter().filter_map(|p| p.track_id).collect();
+            let mut next = 0;
+            for p in frame.persons.iter_mut().filter(|p| p.track_id.is_none()) {
+                while used.contains(&next) {
+                    next += 1;
+                }
+                p.track_id = Some(next);
+                used.insert(next);
+            }
+            out.push(Msg::Frame(frame));
+        } else {
+            out.push(msg);
+        }
+    }
+}
+
+/// The stream information used before a video is opened.
+pub fn placeholder_info() -> StreamInfo {
+    StreamInfo {
+        fps: 25.0,
+        frames_hint: None,
+    }
+}
+
+/// Output base paths of a job.
+pub fn output_paths(
+    dir: &std::path::Path,
+    job: &VideoJob,
+    render: bool,
+) -> (std::path::PathBuf, Option<std::path::PathBuf>) {
+    (
+        dir.join(format!("{}.json", job.name)),
+        render.then(|| dir.join(format!("{}.mp4", job.name))),
+    )
+}

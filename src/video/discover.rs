@@ -1,0 +1,304 @@
+//! Turning input paths into jobs: one job per video file, image, or numbered-image folder.
+
+use std::path::{Path, PathBuf};
+
+use super::VideoError;
+
+const VIDEO_EXTENSIONS: [&str; 13] = [
+    "mp4", "m4v", "mkv", "webm", "avi", "mov", "mpg", "mpeg", "ts", "mts", "flv", "wmv", "3gp",
+];
+const IMAGE_EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "bmp", "webp"];
+/// How deep a batch folder is searched for videos and sequences.
+const MAX_DEPTH: usize = 4;
+
+/// What a job decodes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    /// Any container FFmpeg reads.
+    VideoFile(PathBuf),
+    /// `000000.jpg`, `000001.jpg`, ...: `(number, path)` sorted by number.
+    ImageFolder {
+        dir: PathBuf,
+        files: Vec<(u64, PathBuf)>,
+    },
+    SingleImage(PathBuf),
+}
+
+/// A PoseTrack sequence recognised from its folder name (`SSSSSS_<source>_<split>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoseTrackSequence {
+    /// The folder name, e.g. `003418_mpii_test`.
+    pub name: String,
+    /// `images/<split>` as found above the sequence folder, e.g. `val`.
+    pub split: Option<String>,
+    /// 1 mpii, 2 bonn, 3 mpiinew.
+    pub source_id: u64,
+    pub number: u64,
+}
+
+impl PoseTrackSequence {
+    pub fn parse(dir: &Path) -> Option<Self> {
+        let name = dir.file_name()?.to_str()?.to_string();
+        let mut parts = name.splitn(3, '_');
+        let number = parts.next()?.to_string();
+        let source = parts.next()?;
+        parts.next()?;
+        if number.len() != 6 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let source_id = match source {
+            "mpii" => 1,
+            "bonn" => 2,
+            "mpiinew" => 3,
+            _ => return None,
+        };
+        let split = dir
+            .parent()
+            .filter(|p| p.parent().and_then(|g| g.file_name()) == Some("images".as_ref()))
+            .and_then(|p| p.file_name())
+            .and_then(|s| s.to_str())
+            .map(str::to_string);
+        Some(Self {
+            name,
+            split,
+            source_id,
+            number: number.parse().ok()?,
+        })
+    }
+
+    /// The dataset's image id: `T SSSSSS FFFF`.
+    pub fn image_id(&self, frame: u64) -> u64 {
+        self.source_id * 10_000_000_000 + self.number * 10_000 + frame
+    }
+
+    /// The dataset's `file_name`: `images/<split>/<seq>/<frame>.jpg`.
+    pub fn file_name(&self, frame: u64) -> String {
+        let split = self.split.as_deref().unwrap_or("val");
+        format!("images/{split}/{}/{frame:06}.jpg", self.name)
+    }
+}
+
+/// One unit of work: decoded, processed and written on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoJob {
+    /// Output base name: the video's file stem or the sequence folder's name.
+    pub name: String,
+    pub kind: SourceKind,
+    pub posetrack: Option<PoseTrackSequence>,
+}
+
+impl VideoJob {
+    pub fn path(&self) -> &Path {
+        match &self.kind {
+            SourceKind::VideoFile(p) | SourceKind::SingleImage(p) => p,
+            SourceKind::ImageFolder { dir, .. } => dir,
+        }
+    }
+
+    /// Frames expected, when known before decoding.
+    pub fn known_frame_count(&self) -> Option<u64> {
+        match &self.kind {
+            SourceKind::ImageFolder { files, .. } => Some(files.len() as u64),
+            SourceKind::SingleImage(_) => Some(1),
+            SourceKind::VideoFile(_) => None,
+        }
+    }
+
+    /// Gaps in an image folder's numbering: `(last number before, first number after)`.
+    pub fn gaps(&self) -> Vec<(u64, u64)> {
+        match &self.kind {
+            SourceKind::ImageFolder { files, .. } => files
+                .windows(2)
+                .filter(|w| w[1].0 != w[0].0 + 1)
+                .map(|w| (w[0].0, w[1].0))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn extension_in(path: &Path, list: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| list.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+pub fn is_image_file(path: &Path) -> bool {
+    extension_in(path, &IMAGE_EXTENSIONS)
+}
+
+pub fn is_video_file(path: &Path) -> bool {
+    extension_in(path, &VIDEO_EXTENSIONS)
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The numbered images directly inside `dir` (`123.jpg` -> 123), sorted by number.
+fn numbered_images(dir: &Path, entries: &[PathBuf]) -> Result<Vec<(u64, PathBuf)>, VideoError> {
+    let mut files = Vec::new();
+    for path in entries.iter().filter(|p| p.is_file() && is_image_file(p)) {
+        let s = stem(path);
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let n = s.parse().map_err(|_| VideoError::Folder {
+                path: dir.to_path_buf(),
+                message: format!("image number `{s}` is too large"),
+            })?;
+            files.push((n, path.clone()));
+        }
+    }
+    files.sort();
+    if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(VideoError::Folder {
+            path: dir.to_path_buf(),
+            message: format!(
+                "two images carry number {}: {} and {}",
+                w[0].0,
+                w[0].1.display(),
+                w[1].1.display()
+            ),
+        });
+    }
+    Ok(files)
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, VideoError> {
+    let io = |source| VideoError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        entries.push(entry.map_err(io)?.path());
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// Finds the jobs under one input path.
+fn discover_path(path: &Path, depth: usize, jobs: &mut Vec<VideoJob>) -> Result<(), VideoError> {
+    if path.is_file() {
+        let kind = if is_image_file(path) {
+            SourceKind::SingleImage(path.to_path_buf())
+        } else {
+            SourceKind::VideoFile(path.to_path_buf())
+        };
+        jobs.push(VideoJob {
+            name: stem(path),
+            kind,
+            posetrack: None,
+        });
+        return Ok(());
+    }
+    let entries = read_dir_sorted(path)?;
+    let files = numbered_images(path, &entries)?;
+    if !files.is_empty() {
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "frames".into());
+        jobs.push(VideoJob {
+            name,
+            posetrack: PoseTrackSequence::parse(path),
+            kind: SourceKind::ImageFolder {
+                dir: path.to_path_buf(),
+                files,
+            },
+        });
+        return Ok(());
+    }
+    for entry in entries {
+        if entry.is_file() && is_video_file(&entry) {
+            discover_path(&entry, depth + 1, jobs)?;
+        } else if entry.is_dir() && depth < MAX_DEPTH {
+            discover_path(&entry, depth + 1, jobs)?;
+        }
+    }
+    Ok(())
+}
+
+/// Expands the input paths into jobs, in a stable order (sorted by path within each input).
+/// An input that is missing, or a folder holding no images or videos, is an error; so are two
+/// jobs that would write the same output name.
+pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
+    let mut jobs = Vec::new();
+    for input in inputs {
+        if !input.exists() {
+            return Err(VideoError::Missing {
+                path: input.clone(),
+            });
+        }
+        let before = jobs.len();
+        discover_path(input, 0, &mut jobs)?;
+        if jobs.len() == before {
+            return Err(VideoError::Folder {
+                path: input.clone(),
+                message: "holds no numbered images (000000.jpg, ...), video files or sequence folders".into(),
+            });
+        }
+    }
+    let mut seen: std::collections::HashMap<&str, &Path> = Default::default();
+    for job in &jobs {
+        if let Some(other) = seen.insert(&job.name, job.path()) {
+            return Err(VideoError::Folder {
+                path: job.path().to_path_buf(),
+                message: format!(
+                    "its output name `{}` is also the name of {}; rename one or run them separately",
+                    job.name,
+                    other.display()
+                ),
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+/// Keeps shard `index` of `count`: jobs are assigned by a hash of their name, so the split is
+/// the same on every machine and does not depend on the order of the inputs.
+pub fn shard(jobs: Vec<VideoJob>, index: usize, count: usize) -> Vec<VideoJob> {
+    jobs.into_iter()
+        .filter(|j| fnv1a(j.name.as_bytes()) % count as u64 == index as u64)
+        .collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posetrack_sequence_names() {
+        let s = PoseTrackSequence::parse(Path::new("/d/images/val/003418_mpii_test")).unwrap();
+        assert_eq!(s.split.as_deref(), Some("val"));
+        assert_eq!(s.image_id(0), 10034180000);
+        assert_eq!(s.file_name(7), "images/val/003418_mpii_test/000007.jpg");
+        let s = PoseTrackSequence::parse(Path::new("000001_mpiinew_test")).unwrap();
+        assert_eq!(s.image_id(12), 30000010012);
+        assert!(PoseTrackSequence::parse(Path::new("clip_01")).is_none());
+        assert!(PoseTrackSequence::parse(Path::new("12345_mpii_test")).is_none());
+    }
+
+    #[test]
+    fn shards_partition_the_jobs() {
+        let jobs: Vec<VideoJob> = (0..20)
+            .map(|i| VideoJob {
+                name: format!("v{i}"),
+                kind: SourceKind::SingleImage(PathBuf::from(format!("v{i}.jpg"))),
+                posetrack: None,
+            })
+            .collect();
+        let mut total = 0;
+        for i in 0..3 {
+            total += shard(jobs.clone(), i, 3).len();
+        }
+        assert_eq!(total, 20);
+    }
+}

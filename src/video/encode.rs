@@ -1,0 +1,222 @@
+//! Writing the overlay video: RGB frames encoded to H.264 (or MPEG-4) in an mp4, written
+//! under a temporary name and renamed when complete.
+
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next as ffmpeg;
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling;
+
+use super::VideoError;
+use crate::image::RgbImage;
+
+/// Which encoder to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264 when FFmpeg has an encoder for it, else MPEG-4 Part 2.
+    Auto,
+    H264,
+    Mpeg4,
+}
+
+impl VideoCodec {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            "h264" => Some(Self::H264),
+            "mpeg4" => Some(Self::Mpeg4),
+            _ => None,
+        }
+    }
+}
+
+/// An mp4 being written. Call `finish` to complete it; dropping it unfinished removes the
+/// temporary file.
+pub struct OverlayWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    output: ffmpeg::format::context::Output,
+    encoder: ffmpeg::encoder::Video,
+    scaler: scaling::Context,
+    yuv: ffmpeg::frame::Video,
+    rgb: ffmpeg::frame::Video,
+    encoder_time_base: ffmpeg::Rational,
+    width: u32,
+    height: u32,
+    next_pts: i64,
+    finished: bool,
+}
+
+fn rational_fps(fps: f64) -> ffmpeg::Rational {
+    // 1/1000 s precision is enough for 23.976 and friends.
+    let num = (fps * 1000.0).round().max(1.0) as i32;
+    ffmpeg::Rational::new(num, 1000).reduce()
+}
+
+impl OverlayWriter {
+    pub fn create(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: f64,
+        codec: VideoCodec,
+        crf: u32,
+    ) -> Result<Self, VideoError> {
+        super::decode::init();
+        let err = |message: String| VideoError::Encode {
+            path: path.to_path_buf(),
+            message,
+        };
+        // Encoders for 4:2:0 need even sizes.
+        let (enc_w, enc_h) = (width & !1, height & !1);
+        if enc_w == 0 || enc_h == 0 {
+            return Err(err(format!("frame size {width}x{height} is too small")));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        let tmp = crate::fsutil::temp_path(path);
+        let mut output =
+            ffmpeg::format::output_as(&tmp, "mp4").map_err(|e| err(format!("mp4 muxer: {e}")))?;
+        let h264 = ffmpeg::encoder::find(ffmpeg::codec::Id::H264);
+        let chosen = match codec {
+            VideoCodec::H264 => h264.ok_or_else(|| err("FFmpeg has no H.264 encoder".into()))?,
+            VideoCodec::Auto => match h264 {
+                Some(c) => c,
+                None => ffmpeg::encoder::find(ffmpeg::codec::Id::MPEG4)
+                    .ok_or_else(|| err("FFmpeg has neither an H.264 nor an MPEG-4 encoder".into()))?,
+            },
+            VideoCodec::Mpeg4 => ffmpeg::encoder::find(ffmpeg::codec::Id::MPEG4)
+                .ok_or_else(|| err("FFmpeg has no MPEG-4 encoder".into()))?,
+        };
+        let is_h264 = chosen.id() == ffmpeg::codec::Id::H264;
+        let global_header = output
+            .format()
+            .flags()
+            .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
+        let mut stream = output
+            .add_stream(chosen)
+            .map_err(|e| err(format!("cannot add a stream: {e}")))?;
+        let frame_rate = rational_fps(fps);
+        let time_base = frame_rate.invert();
+        let mut enc = ffmpeg::codec::context::Context::new_with_codec(chosen)
+            .encoder()
+            .video()
+            .map_err(|e| err(e.to_string()))?;
+        enc.set_width(enc_w);
+        enc.set_height(enc_h);
+        enc.set_format(Pixel::YUV420P);
+        enc.set_time_base(time_base);
+        enc.set_frame_rate(Some(frame_rate));
+        if global_header {
+            enc.set_flags(ffmpeg::codec::Flags::GLOBAL_HEADER);
+        }
+        let mut options = ffmpeg::Dictionary::new();
+        if is_h264 {
+            options.set("preset", "veryfast");
+            options.set("crf", &crf.to_string());
+        } else {
+            enc.set_bit_rate((enc_w as usize * enc_h as usize * fps as usize / 8).max(400_000));
+        }
+        let encoder = enc
+            .open_with(options)
+            .map_err(|e| err(format!("cannot open the {} encoder: {e}", chosen.name())))?;
+        stream.set_parameters(&encoder);
+        stream.set_time_base(time_base);
+        output
+            .write_header()
+            .map_err(|e| err(format!("cannot write the mp4 header: {e}")))?;
+        let scaler = scaling::Context::get(
+            Pixel::RGB24,
+            enc_w,
+            enc_h,
+            Pixel::YUV420P,
+            enc_w,
+            enc_h,
+            scaling::Flags::BILINEAR,
+        )
+        .map_err(|e| err(e.to_string()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            output,
+            encoder,
+            scaler,
+            yuv: ffmpeg::frame::Video::new(Pixel::YUV420P, enc_w, enc_h),
+            rgb: ffmpeg::frame::Video::new(Pixel::RGB24, enc_w, enc_h),
+            encoder_time_base: time_base,
+            width: enc_w,
+            height: enc_h,
+            next_pts: 0,
+            finished: false,
+        })
+    }
+
+    fn err(&self, message: String) -> VideoError {
+        VideoError::Encode {
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    /// Appends a frame; frames of another size are cropped or padded to the first one's.
+    pub fn write(&mut self, image: &RgbImage) -> Result<(), VideoError> {
+        let stride = self.rgb.stride(0);
+        let rows = self.height.min(image.height) as usize;
+        let cols = self.width.min(image.width) as usize * 3;
+        let dst = self.rgb.data_mut(0);
+        dst.fill(0);
+        for y in 0..rows {
+            let src = &image.data[y * image.width as usize * 3..][..cols];
+            dst[y * stride..y * stride + cols].copy_from_slice(src);
+        }
+        self.scaler
+            .run(&self.rgb, &mut self.yuv)
+            .map_err(|e| VideoError::Encode {
+                path: self.path.clone(),
+                message: format!("colour conversion: {e}"),
+            })?;
+        self.yuv.set_pts(Some(self.next_pts));
+        self.next_pts += 1;
+        self.encoder
+            .send_frame(&self.yuv)
+            .map_err(|e| self.err(format!("encoder: {e}")))?;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<(), VideoError> {
+        let stream_tb = self.output.stream(0).expect("one stream").time_base();
+        let mut packet = ffmpeg::Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(0);
+            // The mp4 muxer picks its own stream time base at write_header.
+            packet.rescale_ts(self.encoder_time_base, stream_tb);
+            packet
+                .write_interleaved(&mut self.output)
+                .map_err(|e| self.err(format!("muxer: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoder, writes the trailer and moves the file into place.
+    pub fn finish(mut self) -> Result<PathBuf, VideoError> {
+        self.encoder
+            .send_eof()
+            .map_err(|e| self.err(format!("encoder flush: {e}")))?;
+        self.drain()?;
+        self.output
+            .write_trailer()
+            .map_err(|e| self.err(format!("mp4 trailer: {e}")))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e.to_string()))?;
+        self.finished = true;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for OverlayWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

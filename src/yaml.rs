@@ -1,0 +1,43 @@
+//! The one place that names the YAML crate, so it can be swapped for a fork in one line.
+
+pub use serde_yaml::Value;
+
+/// Parses a YAML document; the message carries line and column.
+pub fn parse(text: &str) -> Result<Value, String> {
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Deserialises `value`, reporting the dotted key path of the first problem.
+pub fn from_value_with_path<T: serde::de::DeserializeOwned>(
+    value: Value,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        (if path == "." { "<top level>".into() } else { path }, message)
+    })
+}
+
+/// Sets `dotted.key.path` to `value`, creating mappings on the way.
+pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), String> {
+    let mut node = doc;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if node.is_null() {
+            *node = Value::Mapping(Default::default());
+        }
+        let map = node.as_mapping_mut().ok_or_else(|| {
+            format!(
+                "`{}` is not a section, so it has no key `{part}`",
+                parts[..i].join(".")
+            )
+        })?;
+        let key = Value::String(part.to_string());
+        if i + 1 == parts.len() {
+            map.insert(key, value);
+            return Ok(());
+        }
+        node = map.entry(key).or_insert(Value::Null);
+    }
+    Ok(())
+}
