@@ -274,13 +274,12 @@ impl Config {
             apply_override(&mut doc, arg)?;
         }
         let file = origin(display, overrides);
-        let config: Config = yaml::from_value_with_path(doc).map_err(|(key, message)| {
-            ConfigError::Key {
+        let config: Config =
+            yaml::from_value_with_path(doc).map_err(|(key, message)| ConfigError::Key {
                 file: file.clone(),
                 key,
                 message,
-            }
-        })?;
+            })?;
         config.validate(&file)?;
         Ok(config)
     }
@@ -294,7 +293,10 @@ impl Config {
         if !(self.input.image_fps.is_finite() && self.input.image_fps > 0.0) {
             return Err(bad(
                 "input.image_fps",
-                format!("expected a positive frame rate, got {}", self.input.image_fps),
+                format!(
+                    "expected a positive frame rate, got {}",
+                    self.input.image_fps
+                ),
             ));
         }
         if let Some(shard) = &self.input.shard {
@@ -354,7 +356,10 @@ impl Config {
             ));
         }
         if self.pipeline.channel_capacity == 0 {
-            return Err(bad("pipeline.channel_capacity", "expected at least 1".into()));
+            return Err(bad(
+                "pipeline.channel_capacity",
+                "expected at least 1".into(),
+            ));
         }
         if self.pipeline.max_frames_in_flight == 0 {
             return Err(bad(

@@ -95,7 +95,10 @@ fn init_logging(verbose: u8) {
 fn load_config(args: &RunArgs) -> Result<Config> {
     let mut overrides = args.overrides.clone();
     if let Some(dir) = &args.output {
-        overrides.push(format!("output.dir={}", yaml_string(&dir.to_string_lossy())));
+        overrides.push(format!(
+            "output.dir={}",
+            yaml_string(&dir.to_string_lossy())
+        ));
     }
     if args.overwrite {
         overrides.push("output.overwrite=true".into());
@@ -111,7 +114,7 @@ fn load_config(args: &RunArgs) -> Result<Config> {
     }
     let file = if args.config.exists() {
         Some(args.config.as_path())
-    } else if args.config == PathBuf::from("pipeline.yaml") {
+    } else if args.config.as_os_str() == "pipeline.yaml" {
         // No default file in this folder: the built-in defaults are the same values.
         None
     } else {
@@ -156,12 +159,20 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         crf: config.render.crf,
     });
     let sink = Box::new(sink::PoseTrackSink::new(overlay, config.pipeline.progress));
-    eprintln!("vidpose: {} video(s) -> {}", jobs.len(), config.output.dir.display());
+    eprintln!(
+        "vidpose: {} video(s) -> {}",
+        jobs.len(),
+        config.output.dir.display()
+    );
     let report = pipeline::run(&config, jobs, sink, cancel)?;
     eprint!("\n{}", metrics::table(&report.stages));
     eprintln!(
         "{} written, {} skipped (output exists), {} failed in {:.1} s; peak frames in flight {}",
-        report.written.iter().filter(|p| p.extension().is_some_and(|e| e == "json")).count(),
+        report
+            .written
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .count(),
         report.skipped.len(),
         report.failed.len(),
         report.seconds,

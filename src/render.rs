@@ -159,7 +159,14 @@ pub fn draw_person(img: &mut RgbImage, p: &Person) {
         }
         for k in kps.iter().filter(|k| k.score >= MIN_KEYPOINT_SCORE) {
             let (x, y) = (k.x.round() as i64, k.y.round() as i64);
-            fill_rect(img, x - thickness, y - thickness, x + thickness, y + thickness, [255, 255, 255]);
+            fill_rect(
+                img,
+                x - thickness,
+                y - thickness,
+                x + thickness,
+                y + thickness,
+                [255, 255, 255],
+            );
         }
     }
 }

@@ -14,7 +14,14 @@ pub fn from_value_with_path<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        (if path == "." { "<top level>".into() } else { path }, message)
+        (
+            if path == "." {
+                "<top level>".into()
+            } else {
+                path
+            },
+            message,
+        )
     })
 }
 

@@ -96,7 +96,12 @@ fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<BBox, BoxesError> 
             ),
         });
     }
-    Ok(BBox::from_xywh([b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]))
+    Ok(BBox::from_xywh([
+        b[0] as f32,
+        b[1] as f32,
+        b[2] as f32,
+        b[3] as f32,
+    ]))
 }
 
 impl GivenBoxes {
@@ -178,11 +183,14 @@ impl GivenBoxes {
             }
             // image ids were checked against `images` by the reader.
             let key = &keys[&ann.image_id];
-            self.boxes.get_mut(key).expect("added above").push(GivenBox {
-                bbox,
-                score,
-                track_id: ann.track_id,
-            });
+            self.boxes
+                .get_mut(key)
+                .expect("added above")
+                .push(GivenBox {
+                    bbox,
+                    score,
+                    track_id: ann.track_id,
+                });
         }
         Ok(())
     }
@@ -227,11 +235,14 @@ impl GivenBoxes {
             if det.category_id != 1 || (det.score as f32) < score_threshold {
                 continue;
             }
-            self.boxes.get_mut(key).expect("added above").push(GivenBox {
-                bbox,
-                score: det.score as f32,
-                track_id: None,
-            });
+            self.boxes
+                .get_mut(key)
+                .expect("added above")
+                .push(GivenBox {
+                    bbox,
+                    score: det.score as f32,
+                    track_id: None,
+                });
         }
         Ok(())
     }

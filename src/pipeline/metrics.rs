@@ -78,7 +78,11 @@ impl StageMetrics {
             busy_s: busy,
             wait_input_s: self.wait_input.as_secs_f64(),
             blocked_output_s: self.blocked_output.as_secs_f64(),
-            items_per_s: if busy > 0.0 { self.items as f64 / busy } else { 0.0 },
+            items_per_s: if busy > 0.0 {
+                self.items as f64 / busy
+            } else {
+                0.0
+            },
             latency_p50_ms: pct(0.5),
             latency_p95_ms: pct(0.95),
         }
@@ -89,7 +93,15 @@ impl StageMetrics {
 pub fn table(stages: &[StageSummary]) -> String {
     let mut out = format!(
         "{:<8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-        "stage", "items", "batches", "busy s", "wait-in s", "blocked s", "items/s", "p50 ms", "p95 ms"
+        "stage",
+        "items",
+        "batches",
+        "busy s",
+        "wait-in s",
+        "blocked s",
+        "items/s",
+        "p50 ms",
+        "p95 ms"
     );
     for s in stages {
         out.push_str(&format!(

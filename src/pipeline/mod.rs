@@ -122,15 +122,17 @@ fn plan(
             Some(fixed.clone())
         } else {
             match posetrack_annotation_for(&job) {
-                Some(path) => match GivenBoxes::load(&path, None, config.detector.score_threshold) {
-                    Ok(b) => Some(Arc::new(b)),
-                    Err(e) => {
-                        problem.get_or_insert(format!(
+                Some(path) => {
+                    match GivenBoxes::load(&path, None, config.detector.score_threshold) {
+                        Ok(b) => Some(Arc::new(b)),
+                        Err(e) => {
+                            problem.get_or_insert(format!(
                             "detector.boxes is `auto`, and the sequence's annotation file cannot be used: {e}"
                         ));
-                        None
+                            None
+                        }
                     }
-                },
+                }
                 None => {
                     problem.get_or_insert(format!(
                         "detector.boxes is `auto`, which finds boxes only for PoseTrack sequences (<root>/images/<split>/<seq>/ with <root>/annotations/<split>/<seq>.json); give a boxes file for `{}` with --set detector.boxes=FILE",
@@ -215,7 +217,9 @@ pub fn run(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
-    config.check_available().map_err(PipelineError::Unavailable)?;
+    config
+        .check_available()
+        .map_err(PipelineError::Unavailable)?;
     let started = Instant::now();
     let mut report = RunReport::default();
     let planned = plan(config, jobs, &mut report)?;
@@ -232,9 +236,8 @@ pub fn run(
     let stage_metrics = std::thread::scope(|scope| -> Result<Vec<StageMetrics>, PipelineError> {
         let (tx, mut rx) = bounded::<Envelope>(cap);
         let source_permits = permits.clone();
-        let source = scope.spawn(move || {
-            stages::run_source(planned, settings, source_permits, cancel, tx)
-        });
+        let source =
+            scope.spawn(move || stages::run_source(planned, settings, source_permits, cancel, tx));
         let mut handles = Vec::new();
         for stage in middle {
             let (tx, next_rx) = bounded::<Envelope>(cap);

@@ -23,9 +23,16 @@ pub struct OverlaySettings {
     pub crf: u32,
 }
 
+/// One frame's entries; `from_reference` when the image entry came from an annotation file.
+struct FrameEntry {
+    image: Image,
+    annotations: Vec<Annotation>,
+    from_reference: bool,
+}
+
 /// One video's output under construction.
 struct Open {
-    file: PoseTrackFile,
+    frames: Vec<FrameEntry>,
     overlay: Option<OverlayWriter>,
     overlay_failed: bool,
     progress: Option<ProgressBar>,
@@ -91,23 +98,64 @@ fn image_entry(frame: &Frame) -> Image {
     }
 }
 
-fn annotations(frame: &Frame, image_id: u64) -> Vec<Annotation> {
+/// Builds the file: image ids made unique (an annotation file that covers only some frames
+/// could share ids with the numbering of the others), `nframes` filled in, and annotations
+/// pointing at their image.
+fn assemble(mut frames: Vec<FrameEntry>) -> PoseTrackFile {
+    let mut seen = std::collections::HashSet::new();
+    if !frames.iter().all(|f| seen.insert(f.image.id)) {
+        let reference_ids: std::collections::HashSet<u64> = frames
+            .iter()
+            .filter(|f| f.from_reference)
+            .map(|f| f.image.id)
+            .collect();
+        let first_free = reference_ids.iter().max().map_or(0, |m| m + 1);
+        for (id, f) in (first_free..).zip(frames.iter_mut().filter(|f| !f.from_reference)) {
+            f.image.id = id;
+            f.image.frame_id = Some(id);
+        }
+    }
+    let n = frames.len() as u64;
+    let mut file = PoseTrackFile {
+        images: Vec::with_capacity(frames.len()),
+        annotations: Vec::new(),
+        categories: vec![Category::person()],
+    };
+    for f in frames {
+        let id = f.image.id;
+        for (i, mut a) in f.annotations.into_iter().enumerate() {
+            a.image_id = id;
+            a.id = Some(id * 100 + i as u64);
+            file.annotations.push(a);
+        }
+        let mut image = f.image;
+        image.nframes.get_or_insert(n);
+        file.images.push(image);
+    }
+    file
+}
+
+/// The frame's persons; `image_id` and `id` are set by `assemble`.
+fn annotations(frame: &Frame) -> Vec<Annotation> {
     frame
         .persons
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
+        .map(|p| {
             let [x, y, w, h] = p.bbox.to_xywh();
             let (keypoints, scores) = match &p.keypoints {
                 Some(k) => (
-                    Some(k.iter().flat_map(|k| [k.x as f64, k.y as f64, k.score as f64]).collect()),
+                    Some(
+                        k.iter()
+                            .flat_map(|k| [k.x as f64, k.y as f64, k.score as f64])
+                            .collect(),
+                    ),
                     Some(k.iter().map(|k| k.score as f64).collect()),
                 ),
                 None => (None, None),
             };
             Annotation {
-                image_id,
-                id: Some(image_id * 100 + i as u64),
+                image_id: 0,
+                id: None,
                 track_id: p.track_id.map(|t| t as i64),
                 bbox: Some([x as f64, y as f64, w as f64, h as f64]),
                 bbox_head: None,
@@ -139,11 +187,7 @@ impl FrameSink for PoseTrackSink {
             bar
         });
         self.open = Some(Open {
-            file: PoseTrackFile {
-                images: Vec::new(),
-                annotations: Vec::new(),
-                categories: vec![Category::person()],
-            },
+            frames: Vec::new(),
             overlay: None,
             overlay_failed: false,
             progress,
@@ -153,9 +197,11 @@ impl FrameSink for PoseTrackSink {
 
     fn frame(&mut self, mut frame: Frame) -> Result<(), String> {
         let open = self.open.as_mut().ok_or("frame before start")?;
-        let image = image_entry(&frame);
-        open.file.annotations.extend(annotations(&frame, image.id));
-        open.file.images.push(image);
+        open.frames.push(FrameEntry {
+            image: image_entry(&frame),
+            annotations: annotations(&frame),
+            from_reference: frame.reference_image.is_some(),
+        });
         if let (Some(settings), Some(path)) = (&self.overlay, &frame.video.output_video) {
             if open.overlay.is_none() && !open.overlay_failed {
                 let img = &frame.decoded.image;
@@ -178,7 +224,9 @@ impl FrameSink for PoseTrackSink {
                 for p in &frame.persons {
                     crate::render::draw_person(&mut frame.decoded.image, p);
                 }
-                writer.write(&frame.decoded.image).map_err(|e| e.to_string())?;
+                writer
+                    .write(&frame.decoded.image)
+                    .map_err(|e| e.to_string())?;
             }
         }
         if let Some(bar) = &open.progress {
@@ -205,12 +253,8 @@ impl FrameSink for PoseTrackSink {
         if let Some(writer) = open.overlay.take() {
             written.push(writer.finish().map_err(|e| e.to_string())?);
         }
-        let n = open.file.images.len() as u64;
-        for image in open.file.images.iter_mut() {
-            image.nframes.get_or_insert(n);
-        }
-        open.file
-            .write_atomic(&video.output_json)
+        let file = assemble(open.frames);
+        file.write_atomic(&video.output_json)
             .map_err(|e| e.to_string())?;
         written.push(video.output_json.clone());
         Ok(written)

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
+use ffmpeg_next as ffmpeg;
 
 use super::discover::{SourceKind, VideoJob};
 use super::VideoError;
@@ -89,7 +89,9 @@ impl RgbConverter {
             data: Vec::with_capacity(row * height as usize),
         };
         for y in 0..height as usize {
-            image.data.extend_from_slice(&data[y * stride..y * stride + row]);
+            image
+                .data
+                .extend_from_slice(&data[y * stride..y * stride + row]);
         }
         Ok(image)
     }
@@ -149,7 +151,14 @@ fn describe_open_error(e: ffmpeg::Error) -> String {
 fn open_video_stream(
     path: &Path,
     decode_threads: usize,
-) -> Result<(ffmpeg::format::context::Input, usize, ffmpeg::decoder::Video), VideoError> {
+) -> Result<
+    (
+        ffmpeg::format::context::Input,
+        usize,
+        ffmpeg::decoder::Video,
+    ),
+    VideoError,
+> {
     check_regular_file(path)?;
     let open_err = |message: String| VideoError::Open {
         path: path.to_path_buf(),
@@ -194,9 +203,8 @@ impl VideoFileDecoder {
     fn open(path: &Path, decode_threads: usize) -> Result<Self, VideoError> {
         let (input, stream_index, decoder) = open_video_stream(path, decode_threads)?;
         let stream = input.stream(stream_index).expect("index from best()");
-        let rate = |r: ffmpeg::Rational| {
-            (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r))
-        };
+        let rate =
+            |r: ffmpeg::Rational| (r.numerator() > 0 && r.denominator() > 0).then(|| f64::from(r));
         let fps = rate(stream.avg_frame_rate())
             .or_else(|| rate(stream.rate()))
             .unwrap_or(25.0);

@@ -211,9 +211,9 @@ fn discover_path(path: &Path, depth: usize, jobs: &mut Vec<VideoJob>) -> Result<
         return Ok(());
     }
     for entry in entries {
-        if entry.is_file() && is_video_file(&entry) {
-            discover_path(&entry, depth + 1, jobs)?;
-        } else if entry.is_dir() && depth < MAX_DEPTH {
+        let wanted =
+            (entry.is_file() && is_video_file(&entry)) || (entry.is_dir() && depth < MAX_DEPTH);
+        if wanted {
             discover_path(&entry, depth + 1, jobs)?;
         }
     }
@@ -236,7 +236,9 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
         if jobs.len() == before {
             return Err(VideoError::Folder {
                 path: input.clone(),
-                message: "holds no numbered images (000000.jpg, ...), video files or sequence folders".into(),
+                message:
+                    "holds no numbered images (000000.jpg, ...), video files or sequence folders"
+                        .into(),
             });
         }
     }

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
+use ffmpeg_next as ffmpeg;
 
 use super::VideoError;
 use crate::image::RgbImage;
@@ -83,8 +83,9 @@ impl OverlayWriter {
             VideoCodec::H264 => h264.ok_or_else(|| err("FFmpeg has no H.264 encoder".into()))?,
             VideoCodec::Auto => match h264 {
                 Some(c) => c,
-                None => ffmpeg::encoder::find(ffmpeg::codec::Id::MPEG4)
-                    .ok_or_else(|| err("FFmpeg has neither an H.264 nor an MPEG-4 encoder".into()))?,
+                None => ffmpeg::encoder::find(ffmpeg::codec::Id::MPEG4).ok_or_else(|| {
+                    err("FFmpeg has neither an H.264 nor an MPEG-4 encoder".into())
+                })?,
             },
             VideoCodec::Mpeg4 => ffmpeg::encoder::find(ffmpeg::codec::Id::MPEG4)
                 .ok_or_else(|| err("FFmpeg has no MPEG-4 encoder".into()))?,
@@ -189,6 +190,10 @@ impl OverlayWriter {
         let mut packet = ffmpeg::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
             packet.set_stream(0);
+            // Without a duration the mp4 edit list cuts the last frame off.
+            if packet.duration() <= 0 {
+                packet.set_duration(1);
+            }
             // The mp4 muxer picks its own stream time base at write_header.
             packet.rescale_ts(self.encoder_time_base, stream_tb);
             packet
@@ -219,4 +224,61 @@ impl Drop for OverlayWriter {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Writes one picture as a JPEG (by FFmpeg's MJPEG encoder, quality 2 of 2-31); used to make
+/// image sequences and test inputs.
+pub fn write_jpeg(path: &Path, image: &RgbImage) -> Result<(), VideoError> {
+    super::decode::init();
+    let err = |message: String| VideoError::Encode {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (w, h) = (image.width & !1, image.height & !1);
+    if w == 0 || h == 0 {
+        return Err(err(format!(
+            "image size {}x{} is too small",
+            image.width, image.height
+        )));
+    }
+    let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG)
+        .ok_or_else(|| err("FFmpeg has no MJPEG encoder".into()))?;
+    let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .video()
+        .map_err(|e| err(e.to_string()))?;
+    enc.set_width(w);
+    enc.set_height(h);
+    enc.set_format(Pixel::YUVJ420P);
+    enc.set_time_base(ffmpeg::Rational::new(1, 25));
+    enc.set_flags(ffmpeg::codec::Flags::QSCALE);
+    enc.set_global_quality(2 * 118); // FF_QP2LAMBDA * q
+    let mut encoder = enc.open().map_err(|e| err(format!("MJPEG encoder: {e}")))?;
+    let mut rgb = ffmpeg::frame::Video::new(Pixel::RGB24, w, h);
+    let stride = rgb.stride(0);
+    for y in 0..h as usize {
+        let src = &image.data[y * image.width as usize * 3..][..w as usize * 3];
+        rgb.data_mut(0)[y * stride..y * stride + w as usize * 3].copy_from_slice(src);
+    }
+    let mut yuv = ffmpeg::frame::Video::new(Pixel::YUVJ420P, w, h);
+    scaling::Context::get(
+        Pixel::RGB24,
+        w,
+        h,
+        Pixel::YUVJ420P,
+        w,
+        h,
+        scaling::Flags::BICUBIC,
+    )
+    .and_then(|mut s| s.run(&rgb, &mut yuv))
+    .map_err(|e| err(format!("colour conversion: {e}")))?;
+    yuv.set_pts(Some(0));
+    let mut bytes = Vec::new();
+    let mut packet = ffmpeg::Packet::empty();
+    encoder.send_frame(&yuv).map_err(|e| err(e.to_string()))?;
+    encoder.send_eof().map_err(|e| err(e.to_string()))?;
+    while encoder.receive_packet(&mut packet).is_ok() {
+        bytes.extend_from_slice(packet.data().unwrap_or_default());
+    }
+    crate::fsutil::write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
 }

@@ -1,0 +1,65 @@
+//! Helpers shared by the integration tests: synthetic videos and image folders, and the
+//! optional real data in `../shared/data`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use vidpose::image::RgbImage;
+use vidpose::video::encode::{write_jpeg, OverlayWriter, VideoCodec};
+
+/// A frame whose whole area has grey level `level`, with a white square at column `i * 8`
+/// so frames differ in content as well as brightness.
+pub fn test_frame(width: u32, height: u32, level: u8) -> RgbImage {
+    let mut img = RgbImage::new(width, height);
+    img.data.fill(level);
+    img
+}
+
+/// Mean of the red channel, to tell synthetic frames apart after lossy coding.
+pub fn mean_level(img: &RgbImage) -> f64 {
+    let sum: u64 = img.data.iter().step_by(3).map(|&v| v as u64).sum();
+    sum as f64 / (img.width as f64 * img.height as f64)
+}
+
+/// Grey level of synthetic frame `i`.
+pub fn level(i: usize) -> u8 {
+    (20 + (i * 23) % 200) as u8
+}
+
+/// Writes an mp4 of `n` frames (MPEG-4 Part 2, present in every FFmpeg build).
+pub fn make_mp4(path: &Path, n: usize, width: u32, height: u32, fps: f64) {
+    let mut w = OverlayWriter::create(path, width, height, fps, VideoCodec::Mpeg4, 23).unwrap();
+    for i in 0..n {
+        w.write(&test_frame(width, height, level(i))).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Writes `numbers.len()` JPEGs named `%06d.jpg`; frame k gets `level(k)`.
+pub fn make_jpeg_folder(dir: &Path, numbers: &[u64]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (k, n) in numbers.iter().enumerate() {
+        write_jpeg(
+            &dir.join(format!("{n:06}.jpg")),
+            &test_frame(64, 48, level(k)),
+        )
+        .unwrap();
+    }
+}
+
+/// `../shared/data` beside the repository, when present.
+pub fn shared_data() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipped: {} is absent", p.display());
+        None
+    }
+}
+
+pub fn vidpose() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_vidpose"));
+    c.env("NO_COLOR", "1");
+    c
+}

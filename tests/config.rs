@@ -1,0 +1,146 @@
+//! pipeline.yaml: the shipped file, overrides, and every kind of bad input.
+
+use std::path::{Path, PathBuf};
+
+use vidpose::config::{Config, ConfigError, DetectorKind};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("pipeline.yaml")
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let p = dir.path().join("pipeline.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn shipped_file_states_the_defaults() {
+    // The documented values must be the ones the program uses.
+    let from_file = Config::load(Some(&shipped()), &[]).unwrap();
+    assert_eq!(from_file, Config::default());
+}
+
+#[test]
+fn overrides_keep_their_types() {
+    let c = Config::load(
+        Some(&shipped()),
+        &[
+            "pose.flip_test=false".into(),
+            "pose.batch_size=32".into(),
+            "detector.boxes=dets.json".into(),
+            "detector.score_threshold=0.25".into(),
+            "input.paths=[a.mp4, b]".into(),
+        ],
+    )
+    .unwrap();
+    assert!(!c.pose.flip_test);
+    assert_eq!(c.pose.batch_size, 32);
+    assert_eq!(c.detector.boxes, "dets.json");
+    assert_eq!(c.detector.kind, DetectorKind::Boxes);
+    assert_eq!(c.detector.score_threshold, 0.25);
+    assert_eq!(
+        c.input.paths,
+        vec![PathBuf::from("a.mp4"), PathBuf::from("b")]
+    );
+}
+
+#[test]
+fn missing_file() {
+    let e = Config::load(Some(Path::new("/nonexistent/pipeline.yaml")), &[]).unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }));
+    assert!(e.to_string().contains("/nonexistent/pipeline.yaml"), "{e}");
+}
+
+#[test]
+fn empty_file_means_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "");
+    assert_eq!(Config::load(Some(&p), &[]).unwrap(), Config::default());
+}
+
+#[test]
+fn malformed_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "pose:\n  flip_test: [true\n");
+    let e = Config::load(Some(&p), &[]).unwrap_err().to_string();
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("malformed YAML"),
+        "{e}"
+    );
+    assert!(e.contains("line"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "pose:\n  flip_tset: true\n");
+    let e = Config::load(Some(&p), &[]).unwrap_err().to_string();
+    assert!(e.contains(&p.display().to_string()), "{e}");
+    assert!(e.contains("pose") && e.contains("flip_tset"), "{e}");
+    assert!(e.contains("flip_test"), "lists the expected keys: {e}");
+}
+
+#[test]
+fn wrong_type_is_named_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "pipeline:\n  channel_capacity: lots\n");
+    let e = Config::load(Some(&p), &[]).unwrap_err().to_string();
+    assert!(e.contains("pipeline.channel_capacity"), "{e}");
+    assert!(e.contains("invalid type") || e.contains("expected"), "{e}");
+}
+
+#[test]
+fn bad_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        (
+            "detector:\n  score_threshold: 1.5\n",
+            "detector.score_threshold",
+        ),
+        ("detector:\n  kind: yolo\n", "detector.kind"),
+        ("device: tpu\n", "device"),
+        ("pose:\n  model: hrnet_w64\n", "pose.model"),
+        ("pose:\n  batch_size: 0\n", "pose.batch_size"),
+        (
+            "pipeline:\n  max_frames_in_flight: 0\n",
+            "pipeline.max_frames_in_flight",
+        ),
+        ("input:\n  shard: 3/2\n", "input.shard"),
+        ("input:\n  image_fps: -1\n", "input.image_fps"),
+        ("render:\n  codec: vp9\n", "render.codec"),
+    ] {
+        let p = write(&dir, text);
+        let e = Config::load(Some(&p), &[]).unwrap_err().to_string();
+        assert!(e.contains(key), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn bad_overrides() {
+    let e = Config::load(None, &["pose.flip_test".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("KEY=VALUE"), "{e}");
+    let e = Config::load(None, &["pose.nope=1".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope"), "{e}");
+    let e = Config::load(None, &["device.x=1".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("device"), "{e}");
+    let e = Config::load(None, &["pose.batch_size=many".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pose.batch_size") && e.contains("--set"), "{e}");
+}
+
+#[test]
+fn models_not_built_yet_say_so() {
+    let c = Config::load(None, &["detector.kind=cascade_rcnn".into()]).unwrap();
+    assert!(c
+        .check_available()
+        .unwrap_err()
+        .contains("not available yet"));
+}

@@ -1,0 +1,321 @@
+//! The staged pipeline end to end: bounded frames in flight, order, failure isolation, atomic
+//! and resumable output, overlay video, given boxes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use vidpose::config::Config;
+use vidpose::pipeline::messages::{Frame, VideoMeta};
+use vidpose::pipeline::sink::{FrameSink, OverlaySettings, PoseTrackSink};
+use vidpose::pipeline::{self, RunReport};
+use vidpose::posetrack::PoseTrackFile;
+use vidpose::video::{discover, encode::VideoCodec};
+
+/// An annotation file giving `video` one box per frame for `frames` frames.
+fn boxes_file(path: &Path, video: &str, frames: u64) {
+    let images: Vec<_> = (0..frames)
+        .map(|i| serde_json::json!({"id": i + 1, "file_name": format!("{video}/{i:06}.jpg")}))
+        .collect();
+    let anns: Vec<_> = (0..frames)
+        .map(|i| serde_json::json!({"image_id": i + 1, "bbox": [1.0 + i as f64, 2.0, 10.0, 20.0], "track_id": 3, "category_id": 1}))
+        .collect();
+    let doc = serde_json::json!({"images": images, "annotations": anns, "categories": []});
+    std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+fn config(out: &Path, boxes: &Path, extra: &[&str]) -> Config {
+    let mut overrides = vec![
+        format!("output.dir='{}'", out.display()),
+        format!("detector.boxes='{}'", boxes.display()),
+        "pipeline.progress=false".to_string(),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    Config::load(None, &overrides).unwrap()
+}
+
+fn run(config: &Config, inputs: &[PathBuf], sink: Box<dyn FrameSink>) -> RunReport {
+    let jobs = discover::discover(inputs).unwrap();
+    pipeline::run(config, jobs, sink, Arc::new(AtomicBool::new(false))).unwrap()
+}
+
+fn default_sink() -> Box<dyn FrameSink> {
+    Box::new(PoseTrackSink::new(None, false))
+}
+
+/// Records the frames it gets, slowly.
+struct SlowSink {
+    seen: Arc<Mutex<Vec<(String, u64)>>>,
+    delay: Duration,
+}
+
+impl FrameSink for SlowSink {
+    fn start(&mut self, _: &Arc<VideoMeta>) -> Result<(), String> {
+        Ok(())
+    }
+    fn frame(&mut self, frame: Frame) -> Result<(), String> {
+        std::thread::sleep(self.delay);
+        self.seen
+            .lock()
+            .unwrap()
+            .push((frame.video.job.name.clone(), frame.decoded.number));
+        Ok(())
+    }
+    fn end(&mut self, _: &Arc<VideoMeta>, _: bool) -> Result<Vec<PathBuf>, String> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn slow_sink_keeps_frames_in_flight_bounded_and_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a", "b"] {
+        make_mp4(&dir.path().join(format!("{name}.mp4")), 25, 64, 48, 25.0);
+    }
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    boxes_file(&boxes.join("a.json"), "a", 25);
+    boxes_file(&boxes.join("b.json"), "b", 25);
+    let cfg = config(
+        &dir.path().join("out"),
+        &boxes,
+        &[
+            "pipeline.max_frames_in_flight=3",
+            "pipeline.channel_capacity=8",
+        ],
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = SlowSink {
+        seen: seen.clone(),
+        delay: Duration::from_millis(4),
+    };
+    let report = run(
+        &cfg,
+        &[dir.path().join("a.mp4"), dir.path().join("b.mp4")],
+        Box::new(sink),
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    // The channels alone could hold 8 per stage: the permits are what bounds frames.
+    assert!(
+        report.peak_frames_in_flight <= 3,
+        "{}",
+        report.peak_frames_in_flight
+    );
+    assert_eq!(report.peak_frames_in_flight, 3);
+    let seen = seen.lock().unwrap();
+    let expected: Vec<(String, u64)> = ["a", "b"]
+        .iter()
+        .flat_map(|n| (0..25).map(move |i| (n.to_string(), i)))
+        .collect();
+    assert_eq!(*seen, expected);
+    let sink = report.stages.iter().find(|s| s.stage == "sink").unwrap();
+    assert_eq!(sink.items, 50);
+    assert!(sink.busy_s >= 0.15, "the slow sink's busy time is measured");
+    let decode = report.stages.iter().find(|s| s.stage == "decode").unwrap();
+    assert!(
+        decode.blocked_output_s > 0.05,
+        "decode waits on the slow sink"
+    );
+}
+
+#[test]
+fn writes_posetrack_json_with_given_boxes_and_track_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("clip.mp4"), 4, 64, 48, 25.0);
+    let boxes = dir.path().join("clip_boxes.json");
+    boxes_file(&boxes, "clip", 4);
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &[]),
+        &[dir.path().join("clip.mp4")],
+        default_sink(),
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let file = PoseTrackFile::read(&out.join("clip.json")).unwrap();
+    assert_eq!(file.images.len(), 4);
+    assert_eq!(file.annotations.len(), 4);
+    for (i, (img, ann)) in file.images.iter().zip(&file.annotations).enumerate() {
+        // The annotation file's image entries are kept.
+        assert_eq!(img.id, i as u64 + 1);
+        assert_eq!(img.file_name, format!("clip/{i:06}.jpg"));
+        assert_eq!(img.nframes, Some(4));
+        assert_eq!(ann.image_id, img.id);
+        assert_eq!(ann.bbox, Some([1.0 + i as f64, 2.0, 10.0, 20.0]));
+        assert_eq!(ann.track_id, Some(3));
+    }
+    assert_eq!(file.categories.len(), 1);
+    assert_eq!(file.categories[0].keypoints.len(), 17);
+}
+
+#[test]
+fn one_bad_video_does_not_stop_the_others_nor_lose_old_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    make_mp4(&input.join("good.mp4"), 3, 64, 48, 25.0);
+    std::fs::write(input.join("bad.mp4"), "not a video at all\n".repeat(20)).unwrap();
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    boxes_file(&boxes.join("good.json"), "good", 3);
+    boxes_file(&boxes.join("bad.json"), "bad", 3);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("bad.json"), "earlier result").unwrap();
+    let cfg = config(&out, &boxes, &["output.overwrite=true"]);
+    let report = run(&cfg, std::slice::from_ref(&input), default_sink());
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, "bad");
+    assert!(
+        report.failed[0].1.contains("bad.mp4"),
+        "{}",
+        report.failed[0].1
+    );
+    assert!(out.join("good.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("bad.json")).unwrap(),
+        "earlier result"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".partial-"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    // A rerun without --overwrite skips what is complete.
+    let cfg = config(&out, &boxes, &[]);
+    let report = run(&cfg, &[input], default_sink());
+    assert_eq!(report.skipped, vec!["bad".to_string(), "good".to_string()]);
+}
+
+#[test]
+fn gap_in_numbering_fails_that_sequence_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("seq");
+    make_jpeg_folder(&seq, &[0, 1, 4]);
+    let boxes = dir.path().join("b.json");
+    boxes_file(&boxes, "seq", 1);
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &[]),
+        std::slice::from_ref(&seq),
+        default_sink(),
+    );
+    assert_eq!(report.failed.len(), 1);
+    let reason = &report.failed[0].1;
+    assert!(
+        reason.contains("gap") && reason.contains(&seq.display().to_string()),
+        "{reason}"
+    );
+    assert!(!out.join("seq.json").exists());
+
+    let report = run(
+        &config(&out, &boxes, &["input.allow_gaps=true"]),
+        &[seq],
+        default_sink(),
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let file = PoseTrackFile::read(&out.join("seq.json")).unwrap();
+    let names: Vec<&str> = file.images.iter().map(|i| i.file_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["seq/000000.jpg", "seq/000001.jpg", "seq/000004.jpg"]
+    );
+}
+
+#[test]
+fn boxes_for_frames_that_do_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("clip.mp4"), 3, 64, 48, 25.0);
+    let boxes = dir.path().join("b.json");
+    boxes_file(&boxes, "clip", 5);
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &[]),
+        &[dir.path().join("clip.mp4")],
+        default_sink(),
+    );
+    assert_eq!(report.failed.len(), 1);
+    let reason = &report.failed[0].1;
+    assert!(reason.contains(&boxes.display().to_string()), "{reason}");
+    assert!(reason.contains("3, 4"), "{reason}");
+    assert!(!out.join("clip.json").exists());
+}
+
+#[test]
+fn bad_boxes_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("clip.mp4"), 2, 64, 48, 25.0);
+    let cases: [(&str, &str); 5] = [
+        ("this is not json", "not JSON"),
+        (
+            r#"{"images": [{"id": 1, "file_name": "clip/000000.jpg"}], "annotations": [{"image_id": 1, "bbox": [0, 0, -5, 10]}]}"#,
+            "negative size",
+        ),
+        (
+            r#"{"images": [{"id": 1, "file_name": "clip/000000.jpg"}], "annotations": [{"image_id": 1, "bbox": [0, 0, NaN, 10]}]}"#,
+            "not JSON",
+        ),
+        (
+            r#"{"images": [{"id": 1, "file_name": "clip/000000.jpg"}], "annotations": [{"image_id": 7, "bbox": [0, 0, 5, 10]}]}"#,
+            "image_id 7",
+        ),
+        (
+            r#"[{"image_id": 1, "bbox": [0, 0, 5, 10], "score": 0.9}]"#,
+            "boxes_images",
+        ),
+    ];
+    for (text, words) in cases {
+        let boxes = dir.path().join("boxes.json");
+        std::fs::write(&boxes, text).unwrap();
+        let cfg = config(&dir.path().join("out"), &boxes, &[]);
+        let jobs = discover::discover(&[dir.path().join("clip.mp4")]).unwrap();
+        let e = pipeline::run(&cfg, jobs, default_sink(), Arc::new(AtomicBool::new(false)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&boxes.display().to_string()), "{text}: {e}");
+        assert!(e.contains(words), "{text}: {e}");
+    }
+}
+
+#[test]
+fn overlay_video_has_every_frame_at_the_source_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("clip.mp4"), 7, 64, 48, 30.0);
+    let boxes = dir.path().join("b.json");
+    boxes_file(&boxes, "clip", 7);
+    let out = dir.path().join("out");
+    let cfg = config(&out, &boxes, &["render.enabled=true"]);
+    let sink = Box::new(PoseTrackSink::new(
+        Some(OverlaySettings {
+            codec: VideoCodec::Auto,
+            crf: 23,
+        }),
+        false,
+    ));
+    let report = run(&cfg, &[dir.path().join("clip.mp4")], sink);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let overlay = out.join("clip.mp4");
+    let jobs = discover::discover(std::slice::from_ref(&overlay)).unwrap();
+    let mut d = vidpose::video::decode::open(&jobs[0], 25.0, 1).unwrap();
+    assert!((d.info().fps - 30.0).abs() < 1e-6, "fps {}", d.info().fps);
+    let mut n = 0;
+    let mut last = None;
+    while let Some(f) = d.next_frame().unwrap() {
+        n += 1;
+        last = Some(f);
+    }
+    assert_eq!(n, 7);
+    // The box's left edge (x 7, y 2..22 in the last frame) is drawn in colour over the grey
+    // frame (4:2:0 coding blurs a 2-pixel line, so only "clearly not grey" is checked).
+    let f = last.unwrap();
+    let px = f.image.pixel(7, 12).unwrap();
+    let spread = px.iter().max().unwrap() - px.iter().min().unwrap();
+    assert!(spread > 40, "pixel {px:?} is grey: no box drawn");
+    let background = f.image.pixel(40, 40).unwrap();
+    assert!(background.iter().max().unwrap() - background.iter().min().unwrap() < 10);
+}
