@@ -319,3 +319,198 @@ fn overlay_video_has_every_frame_at_the_source_rate() {
     let background = f.image.pixel(40, 40).unwrap();
     assert!(background.iter().max().unwrap() - background.iter().min().unwrap() < 10);
 }
+
+/// Puts every keypoint at the box centre; counts calls and batch sizes.
+struct CentreModel {
+    batches: Arc<Mutex<Vec<usize>>>,
+    fail_on_call: Option<usize>,
+}
+
+impl vidpose::pipeline::pose_stage::PoseModel for CentreModel {
+    fn estimate(
+        &mut self,
+        items: &[(&vidpose::image::RgbImage, vidpose::geometry::BBox)],
+    ) -> Result<Vec<[vidpose::person::Keypoint; 17]>, String> {
+        let mut b = self.batches.lock().unwrap();
+        b.push(items.len());
+        if self.fail_on_call == Some(b.len()) {
+            return Err("out of memory".into());
+        }
+        Ok(items
+            .iter()
+            .map(|(_, bbox)| {
+                let (x, y) = bbox.center();
+                [vidpose::person::Keypoint { x, y, score: 0.5 }; 17]
+            })
+            .collect())
+    }
+}
+
+fn run_pose(cfg: &Config, inputs: &[PathBuf], model: CentreModel) -> RunReport {
+    let jobs = discover::discover(inputs).unwrap();
+    pipeline::run_with_pose(
+        cfg,
+        jobs,
+        Some(Box::new(model)),
+        default_sink(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn pose_crops_are_batched_across_frames_and_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    for (name, n) in [("a", 5u64), ("b", 4)] {
+        make_mp4(
+            &dir.path().join(format!("{name}.mp4")),
+            n as usize,
+            64,
+            48,
+            25.0,
+        );
+        boxes_file(&boxes.join(format!("{name}.json")), name, n);
+    }
+    let out = dir.path().join("out");
+    // A long timeout: only full batches and the end of input flush.
+    let cfg = config(
+        &out,
+        &boxes,
+        &["pose.batch_size=4", "pose.batch_timeout_ms=5000"],
+    );
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let model = CentreModel {
+        batches: batches.clone(),
+        fail_on_call: None,
+    };
+    let report = run_pose(
+        &cfg,
+        &[dir.path().join("a.mp4"), dir.path().join("b.mp4")],
+        model,
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    // 9 crops (one per frame) in batches of 4: the second batch spans both videos.
+    assert_eq!(*batches.lock().unwrap(), vec![4, 4, 1]);
+    for (name, n) in [("a", 5), ("b", 4)] {
+        let f = PoseTrackFile::read(&out.join(format!("{name}.json"))).unwrap();
+        assert_eq!(f.annotations.len(), n);
+        for (i, a) in f.annotations.iter().enumerate() {
+            let k = a.keypoints.as_ref().unwrap();
+            assert_eq!(k.len(), 51);
+            // Box i is [1 + i, 2, 10, 20]: centre (6 + i, 12).
+            assert_eq!((k[0], k[1], k[2]), (6.0 + i as f64, 12.0, 0.5));
+            assert_eq!(a.scores.as_ref().unwrap().len(), 17);
+        }
+    }
+    let pose = report.stages.iter().find(|s| s.stage == "pose").unwrap();
+    assert_eq!((pose.items, pose.batches), (9, 3));
+}
+
+#[test]
+fn a_partial_batch_runs_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("a.mp4"), 3, 64, 48, 25.0);
+    let boxes = dir.path().join("a.json");
+    boxes_file(&boxes, "a", 3);
+    let cfg = config(
+        &dir.path().join("out"),
+        &boxes,
+        &["pose.batch_size=64", "pose.batch_timeout_ms=1"],
+    );
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let model = CentreModel {
+        batches: batches.clone(),
+        fail_on_call: None,
+    };
+    let report = run_pose(&cfg, &[dir.path().join("a.mp4")], model);
+    assert!(report.failed.is_empty());
+    assert_eq!(batches.lock().unwrap().iter().sum::<usize>(), 3);
+}
+
+#[test]
+fn a_failed_pose_batch_fails_only_its_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    for name in ["a", "b"] {
+        make_mp4(&dir.path().join(format!("{name}.mp4")), 2, 64, 48, 25.0);
+        boxes_file(&boxes.join(format!("{name}.json")), name, 2);
+    }
+    let out = dir.path().join("out");
+    let cfg = config(
+        &out,
+        &boxes,
+        &["pose.batch_size=2", "pose.batch_timeout_ms=5000"],
+    );
+    let model = CentreModel {
+        batches: Arc::new(Mutex::new(Vec::new())),
+        fail_on_call: Some(1),
+    };
+    let report = run_pose(
+        &cfg,
+        &[dir.path().join("a.mp4"), dir.path().join("b.mp4")],
+        model,
+    );
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].0, "a");
+    assert!(report.failed[0].1.contains("out of memory"));
+    assert!(!out.join("a.json").exists());
+    assert!(out.join("b.json").exists());
+}
+
+/// Raises the cancel flag after a few frames, as Ctrl-C does.
+struct CancellingSink {
+    cancel: Arc<AtomicBool>,
+    frames: usize,
+}
+
+impl FrameSink for CancellingSink {
+    fn start(&mut self, _: &Arc<VideoMeta>) -> Result<(), String> {
+        Ok(())
+    }
+    fn frame(&mut self, _: Frame) -> Result<(), String> {
+        self.frames += 1;
+        if self.frames == 3 {
+            self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn end(&mut self, _: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, String> {
+        assert!(!ok, "an interrupted video must not be completed");
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn cancel_stops_cleanly_and_completes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("a.mp4"), 200, 64, 48, 25.0);
+    let boxes = dir.path().join("a.json");
+    boxes_file(&boxes, "a", 200);
+    let cfg = config(
+        &dir.path().join("out"),
+        &boxes,
+        &["pipeline.max_frames_in_flight=2"],
+    );
+    let cancel = Arc::new(AtomicBool::new(false));
+    let sink = CancellingSink {
+        cancel: cancel.clone(),
+        frames: 0,
+    };
+    let jobs = discover::discover(&[dir.path().join("a.mp4")]).unwrap();
+    let report = pipeline::run(&cfg, jobs, Box::new(sink), cancel).unwrap();
+    assert!(report.interrupted);
+    assert_eq!(report.failed.len(), 1);
+    let decoded = report
+        .stages
+        .iter()
+        .find(|s| s.stage == "decode")
+        .unwrap()
+        .items;
+    assert!(
+        decoded < 20,
+        "decoding went on after the cancel: {decoded} frames"
+    );
+}

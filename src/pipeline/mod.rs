@@ -4,6 +4,7 @@
 pub mod messages;
 pub mod metrics;
 pub mod permits;
+pub mod pose_stage;
 pub mod reorder;
 pub mod sink;
 pub mod stage;
@@ -209,8 +210,9 @@ fn run_sink(
     metrics
 }
 
-/// Runs the pipeline over `jobs`. `cancel` (set by Ctrl-C) stops decoding; videos not
-/// finished by then are reported as interrupted and leave no output.
+/// Runs the pipeline over `jobs` with the models the configuration names. `cancel` (set by
+/// Ctrl-C) stops decoding; videos not finished by then are reported as interrupted and leave
+/// no output.
 pub fn run(
     config: &Config,
     jobs: Vec<VideoJob>,
@@ -220,15 +222,31 @@ pub fn run(
     config
         .check_available()
         .map_err(PipelineError::Unavailable)?;
+    run_with_pose(config, jobs, None, sink, cancel)
+}
+
+/// Runs the pipeline with the given pose model (none: boxes only).
+pub fn run_with_pose(
+    config: &Config,
+    jobs: Vec<VideoJob>,
+    pose: Option<Box<dyn pose_stage::PoseModel>>,
+    sink: Box<dyn FrameSink>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
     let mut report = RunReport::default();
     let planned = plan(config, jobs, &mut report)?;
     let cap = config.pipeline.channel_capacity;
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
-    let middle: Vec<Box<dyn Stage>> = vec![
-        Box::new(stages::GivenBoxesStage::default()),
-        Box::new(stages::GivenTrackStage),
-    ];
+    let mut middle: Vec<Box<dyn Stage>> = vec![Box::new(stages::GivenBoxesStage::default())];
+    if let Some(model) = pose {
+        middle.push(Box::new(pose_stage::PoseStage::new(
+            model,
+            config.pose.batch_size,
+            std::time::Duration::from_millis(config.pose.batch_timeout_ms),
+        )));
+    }
+    middle.push(Box::new(stages::GivenTrackStage));
     let settings = SourceSettings {
         image_fps: config.input.image_fps,
         decode_threads: config.input.decode_threads,

@@ -72,6 +72,9 @@ pub fn run_source(
         }
         let mut index = 0u64;
         let outcome = loop {
+            if cancelled() {
+                break Err("interrupted".to_string());
+            }
             let t = Instant::now();
             let Some(permit) = permits.acquire(&cancelled) else {
                 break Err("interrupted".to_string());

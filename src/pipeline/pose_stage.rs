@@ -1,0 +1,170 @@
+//! The pose stage: person crops from several frames (and videos) batched into one forward
+//! pass, flushed on a full batch, a short idle timeout, or the end of input; results go back
+//! to their frames, which leave in the order they came.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use super::messages::{Frame, Msg};
+use super::metrics::StageMetrics;
+use super::stage::Stage;
+use crate::geometry::BBox;
+use crate::image::RgbImage;
+use crate::person::{Keypoint, NUM_KEYPOINTS};
+
+/// A top-down pose model: keypoints for each (image, person box) pair, in order.
+pub trait PoseModel: Send {
+    fn estimate(
+        &mut self,
+        items: &[(&RgbImage, BBox)],
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, String>;
+}
+
+enum Pending {
+    /// Start/End markers keep their place between frames.
+    Marker(Msg),
+    /// A frame and how many of its persons have keypoints.
+    Frame(Box<Frame>, usize),
+}
+
+impl Pending {
+    fn is_done(&self) -> bool {
+        match self {
+            Pending::Marker(_) => true,
+            Pending::Frame(f, done) => *done == f.persons.len(),
+        }
+    }
+}
+
+pub struct PoseStage {
+    model: Box<dyn PoseModel>,
+    batch_size: usize,
+    timeout: Duration,
+    pending: VecDeque<Pending>,
+    /// Crops waiting for a forward pass.
+    waiting: usize,
+    /// Videos whose crops failed: their End becomes an error.
+    failed: HashMap<usize, String>,
+}
+
+impl PoseStage {
+    pub fn new(model: Box<dyn PoseModel>, batch_size: usize, timeout: Duration) -> Self {
+        Self {
+            model,
+            batch_size: batch_size.max(1),
+            timeout,
+            pending: VecDeque::new(),
+            waiting: 0,
+            failed: HashMap::new(),
+        }
+    }
+
+    /// Runs full batches, and with `flush` the last partial one too.
+    fn run_batches(&mut self, flush: bool, metrics: &mut StageMetrics) {
+        while self.waiting >= self.batch_size || (flush && self.waiting > 0) {
+            // (position in `pending`, person index) of the next crops, oldest first.
+            let mut slots = Vec::with_capacity(self.batch_size);
+            for (pos, p) in self.pending.iter().enumerate() {
+                if let Pending::Frame(f, done) = p {
+                    for person in *done..f.persons.len() {
+                        if slots.len() == self.batch_size {
+                            break;
+                        }
+                        slots.push((pos, person));
+                    }
+                }
+                if slots.len() == self.batch_size {
+                    break;
+                }
+            }
+            let result = {
+                let items: Vec<(&RgbImage, BBox)> = slots
+                    .iter()
+                    .map(|&(pos, person)| match &self.pending[pos] {
+                        Pending::Frame(f, _) => (&f.decoded.image, f.persons[person].bbox),
+                        Pending::Marker(_) => unreachable!("slots point at frames"),
+                    })
+                    .collect();
+                self.model.estimate(&items)
+            };
+            metrics.batches += 1;
+            let result = result.and_then(|k| {
+                if k.len() == slots.len() {
+                    Ok(k)
+                } else {
+                    Err(format!(
+                        "the pose model returned {} results for {} crops",
+                        k.len(),
+                        slots.len()
+                    ))
+                }
+            });
+            match result {
+                Ok(keypoints) => {
+                    for (&(pos, person), k) in slots.iter().zip(keypoints) {
+                        if let Pending::Frame(f, done) = &mut self.pending[pos] {
+                            f.persons[person].keypoints = Some(k);
+                            *done += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &(pos, _) in &slots {
+                        if let Pending::Frame(f, done) = &mut self.pending[pos] {
+                            self.failed
+                                .entry(f.video.id)
+                                .or_insert_with(|| format!("pose estimation failed: {e}"));
+                            *done += 1;
+                        }
+                    }
+                }
+            }
+            self.waiting -= slots.len();
+        }
+    }
+
+    /// Moves every finished message at the front of the queue to `out`.
+    fn emit_ready(&mut self, out: &mut Vec<Msg>) {
+        while self.pending.front().is_some_and(Pending::is_done) {
+            match self.pending.pop_front().expect("front exists") {
+                Pending::Marker(Msg::End(video, Ok(()))) if self.failed.contains_key(&video.id) => {
+                    let reason = self.failed.remove(&video.id).unwrap_or_default();
+                    out.push(Msg::End(video, Err(reason)));
+                }
+                Pending::Marker(msg) => out.push(msg),
+                Pending::Frame(f, _) => out.push(Msg::Frame(f)),
+            }
+        }
+    }
+}
+
+impl Stage for PoseStage {
+    fn name(&self) -> &'static str {
+        "pose"
+    }
+
+    fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        match msg {
+            Msg::Frame(f) => {
+                self.waiting += f.persons.len();
+                self.pending.push_back(Pending::Frame(f, 0));
+            }
+            marker => self.pending.push_back(Pending::Marker(marker)),
+        }
+        self.run_batches(false, metrics);
+        self.emit_ready(out);
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        (self.waiting > 0).then_some(self.timeout)
+    }
+
+    fn on_idle(&mut self, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        self.run_batches(true, metrics);
+        self.emit_ready(out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        self.on_idle(out, metrics);
+    }
+}
