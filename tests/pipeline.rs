@@ -28,6 +28,20 @@ fn boxes_file(path: &Path, video: &str, frames: u64) {
     std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
 }
 
+/// Makes `name.mp4` of `frames` frames for each entry, with a boxes folder covering them all.
+fn videos_with_boxes(dir: &Path, videos: &[(&str, u64)]) -> (Vec<PathBuf>, PathBuf) {
+    let boxes = dir.join("boxes");
+    std::fs::create_dir_all(&boxes).unwrap();
+    let mut inputs = Vec::new();
+    for &(name, frames) in videos {
+        let video = dir.join(format!("{name}.mp4"));
+        make_mp4(&video, frames as usize, 64, 48, 25.0);
+        boxes_file(&boxes.join(format!("{name}.json")), name, frames);
+        inputs.push(video);
+    }
+    (inputs, boxes)
+}
+
 fn config(out: &Path, boxes: &Path, extra: &[&str]) -> Config {
     let mut overrides = vec![
         format!("output.dir='{}'", out.display()),
@@ -73,13 +87,7 @@ impl FrameSink for SlowSink {
 #[test]
 fn slow_sink_keeps_frames_in_flight_bounded_and_ordered() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["a", "b"] {
-        make_mp4(&dir.path().join(format!("{name}.mp4")), 25, 64, 48, 25.0);
-    }
-    let boxes = dir.path().join("boxes");
-    std::fs::create_dir(&boxes).unwrap();
-    boxes_file(&boxes.join("a.json"), "a", 25);
-    boxes_file(&boxes.join("b.json"), "b", 25);
+    let (inputs, boxes) = videos_with_boxes(dir.path(), &[("a", 25), ("b", 25)]);
     let cfg = config(
         &dir.path().join("out"),
         &boxes,
@@ -93,11 +101,7 @@ fn slow_sink_keeps_frames_in_flight_bounded_and_ordered() {
         seen: seen.clone(),
         delay: Duration::from_millis(4),
     };
-    let report = run(
-        &cfg,
-        &[dir.path().join("a.mp4"), dir.path().join("b.mp4")],
-        Box::new(sink),
-    );
+    let report = run(&cfg, &inputs, Box::new(sink));
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     // The channels alone could hold 8 per stage: the permits are what bounds frames.
     assert!(
@@ -361,18 +365,7 @@ fn run_pose(cfg: &Config, inputs: &[PathBuf], model: CentreModel) -> RunReport {
 #[test]
 fn pose_crops_are_batched_across_frames_and_videos() {
     let dir = tempfile::tempdir().unwrap();
-    let boxes = dir.path().join("boxes");
-    std::fs::create_dir(&boxes).unwrap();
-    for (name, n) in [("a", 5u64), ("b", 4)] {
-        make_mp4(
-            &dir.path().join(format!("{name}.mp4")),
-            n as usize,
-            64,
-            48,
-            25.0,
-        );
-        boxes_file(&boxes.join(format!("{name}.json")), name, n);
-    }
+    let (inputs, boxes) = videos_with_boxes(dir.path(), &[("a", 5), ("b", 4)]);
     let out = dir.path().join("out");
     // A long timeout: only full batches and the end of input flush.
     let cfg = config(
@@ -385,11 +378,7 @@ fn pose_crops_are_batched_across_frames_and_videos() {
         batches: batches.clone(),
         fail_on_call: None,
     };
-    let report = run_pose(
-        &cfg,
-        &[dir.path().join("a.mp4"), dir.path().join("b.mp4")],
-        model,
-    );
+    let report = run_pose(&cfg, &inputs, model);
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     // 9 crops (one per frame) in batches of 4: the second batch spans both videos.
     assert_eq!(*batches.lock().unwrap(), vec![4, 4, 1]);
@@ -432,12 +421,7 @@ fn a_partial_batch_runs_after_the_timeout() {
 #[test]
 fn a_failed_pose_batch_fails_only_its_videos() {
     let dir = tempfile::tempdir().unwrap();
-    let boxes = dir.path().join("boxes");
-    std::fs::create_dir(&boxes).unwrap();
-    for name in ["a", "b"] {
-        make_mp4(&dir.path().join(format!("{name}.mp4")), 2, 64, 48, 25.0);
-        boxes_file(&boxes.join(format!("{name}.json")), name, 2);
-    }
+    let (inputs, boxes) = videos_with_boxes(dir.path(), &[("a", 2), ("b", 2)]);
     let out = dir.path().join("out");
     let cfg = config(
         &out,
@@ -448,11 +432,7 @@ fn a_failed_pose_batch_fails_only_its_videos() {
         batches: Arc::new(Mutex::new(Vec::new())),
         fail_on_call: Some(1),
     };
-    let report = run_pose(
-        &cfg,
-        &[dir.path().join("a.mp4"), dir.path().join("b.mp4")],
-        model,
-    );
+    let report = run_pose(&cfg, &inputs, model);
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].0, "a");
     assert!(report.failed[0].1.contains("out of memory"));
