@@ -6,5 +6,7 @@
 pub mod fsutil;
 pub mod geometry;
 pub mod image;
+pub mod nn;
 pub mod person;
+pub mod pose;
 pub mod posetrack;

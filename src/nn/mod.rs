@@ -1,0 +1,7 @@
+//! Shared candle building blocks: checkpoint loading and conv + batch-norm layers.
+
+pub mod checkpoint;
+pub mod conv;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
+pub use conv::ConvBn;
