@@ -101,6 +101,95 @@ impl Affine {
     }
 }
 
+/// MMPose `GetBBoxCenterScale`: box centre and `padding` x its size, `([cx, cy], [sw, sh])`.
+pub fn bbox_center_scale(bbox: &BBox, padding: f32) -> ([f32; 2], [f32; 2]) {
+    let (cx, cy) = bbox.center();
+    (
+        [cx, cy],
+        [(bbox.x2 - bbox.x1) * padding, (bbox.y2 - bbox.y1) * padding],
+    )
+}
+
+/// Grow the shorter side of a box scale so that width / height equals `aspect` (MMPose's
+/// `_fix_aspect_ratio`, used by `TopdownAffine`).
+pub fn fix_aspect_ratio(scale: [f32; 2], aspect: f32) -> [f32; 2] {
+    let [w, h] = scale;
+    if w > h * aspect {
+        [w, w / aspect]
+    } else {
+        [h * aspect, h]
+    }
+}
+
+/// The top-down crop transform of MMPose's `get_warp_matrix` (rotation 0, no shift, fixed
+/// aspect): maps the centre to the middle of a `out_w` x `out_h` output and scales by
+/// `out_w / scale[0]`. Built, as MMPose does, from three corresponding points in f32 solved in
+/// f64 (cv2.getAffineTransform), so the result matches the reference to the last bits.
+/// `None` for a degenerate (zero or non-finite) scale.
+pub fn topdown_warp_matrix(
+    center: [f32; 2],
+    scale: [f32; 2],
+    out_w: u32,
+    out_h: u32,
+) -> Option<[f64; 6]> {
+    let sw = scale[0];
+    let (dw, dh) = (out_w as f32, out_h as f32);
+    let src0 = center;
+    let src1 = [center[0], center[1] + (-0.5 * sw)];
+    let dst0 = [dw * 0.5, dh * 0.5];
+    let dst1 = [dst0[0], dst0[1] + (-0.5 * dw)];
+    // third point: rotate (a - b) by 90 degrees around b
+    let third = |a: [f32; 2], b: [f32; 2]| {
+        let d = [a[0] - b[0], a[1] - b[1]];
+        [b[0] - d[1], b[1] + d[0]]
+    };
+    let src = [src0, src1, third(src0, src1)];
+    let dst = [dst0, dst1, third(dst0, dst1)];
+    solve_affine(&src, &dst)
+}
+
+/// The affine map taking three `src` points to three `dst` points (Cramer's rule in f64).
+fn solve_affine(src: &[[f32; 2]; 3], dst: &[[f32; 2]; 3]) -> Option<[f64; 6]> {
+    let p = src.map(|q| [q[0] as f64, q[1] as f64]);
+    let det = p[0][0] * (p[1][1] - p[2][1]) - p[0][1] * (p[1][0] - p[2][0])
+        + (p[1][0] * p[2][1] - p[2][0] * p[1][1]);
+    if det == 0.0 || !det.is_finite() {
+        return None;
+    }
+    let mut m = [0f64; 6];
+    for (row, out) in [0usize, 1].iter().zip([0usize, 3]) {
+        let v = dst.map(|q| q[*row] as f64);
+        // solve [x y 1] . (a b c) = v for the three points
+        let a = (v[0] * (p[1][1] - p[2][1]) - p[0][1] * (v[1] - v[2])
+            + (v[1] * p[2][1] - v[2] * p[1][1]))
+            / det;
+        let b = (p[0][0] * (v[1] - v[2]) - v[0] * (p[1][0] - p[2][0])
+            + (p[1][0] * v[2] - p[2][0] * v[1]))
+            / det;
+        let c = (p[0][0] * (p[1][1] * v[2] - p[2][1] * v[1])
+            - p[0][1] * (p[1][0] * v[2] - p[2][0] * v[1])
+            + v[0] * (p[1][0] * p[2][1] - p[2][0] * p[1][1]))
+            / det;
+        m[out] = a;
+        m[out + 1] = b;
+        m[out + 2] = c;
+    }
+    m.iter().all(|v| v.is_finite()).then_some(m)
+}
+
+/// Inverse of a 2x3 affine map in f64, computed like `cv2.invertAffineTransform`.
+pub fn invert_affine_f64(m: &[f64; 6]) -> Option<[f64; 6]> {
+    let det = m[0] * m[4] - m[1] * m[3];
+    if det == 0.0 || !det.is_finite() {
+        return None;
+    }
+    let d = 1.0 / det;
+    let (a11, a22, a12, a21) = (m[4] * d, m[0] * d, -m[1] * d, -m[3] * d);
+    let b1 = -a11 * m[2] - a12 * m[5];
+    let b2 = -a21 * m[2] - a22 * m[5];
+    Some([a11, a12, b1, a21, a22, b2])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +208,22 @@ mod tests {
         let b = BBox::from_xywh([1.0, 2.0, 3.0, 4.0]);
         assert_eq!(b, BBox::new(1.0, 2.0, 4.0, 6.0));
         assert_eq!(b.to_xywh(), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn topdown_warp_maps_center_to_middle() {
+        let (c, s) = bbox_center_scale(&BBox::new(10.0, 20.0, 110.0, 220.0), 1.25);
+        assert_eq!(c, [60.0, 120.0]);
+        let s = fix_aspect_ratio(s, 0.75);
+        assert_eq!(s, [187.5, 250.0]);
+        let m = topdown_warp_matrix(c, s, 192, 256).unwrap();
+        let x = m[0] * 60.0 + m[1] * 120.0 + m[2];
+        let y = m[3] * 60.0 + m[4] * 120.0 + m[5];
+        assert!((x - 96.0).abs() < 1e-9 && (y - 128.0).abs() < 1e-9);
+        assert!((m[0] - 192.0 / 187.5).abs() < 1e-12 && m[1].abs() < 1e-12);
+        let inv = invert_affine_f64(&m).unwrap();
+        assert!((inv[0] * 96.0 + inv[2] - 60.0).abs() < 1e-9);
+        assert!(topdown_warp_matrix(c, [0.0, 0.0], 192, 256).is_none());
     }
 
     #[test]
