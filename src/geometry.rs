@@ -123,8 +123,8 @@ pub fn fix_aspect_ratio(scale: [f32; 2], aspect: f32) -> [f32; 2] {
 
 /// The top-down crop transform of MMPose's `get_warp_matrix` (rotation 0, no shift, fixed
 /// aspect): maps the centre to the middle of a `out_w` x `out_h` output and scales by
-/// `out_w / scale[0]`. Built, as MMPose does, from three corresponding points in f32 solved in
-/// f64 (cv2.getAffineTransform), so the result matches the reference to the last bits.
+/// `out_w / scale[0]`. Built, as MMPose does, from three corresponding points in f32, so the
+/// result matches the reference to the last bits.
 /// `None` for a degenerate (zero or non-finite) scale.
 pub fn topdown_warp_matrix(
     center: [f32; 2],
@@ -134,10 +134,12 @@ pub fn topdown_warp_matrix(
 ) -> Option<[f64; 6]> {
     let sw = scale[0];
     let (dw, dh) = (out_w as f32, out_h as f32);
+    // MMPose 1.x places the second point half a width to the left of the centre (its 0.x
+    // placed it above); the third is the second rotated about it, all rounded to f32.
     let src0 = center;
-    let src1 = [center[0], center[1] + (-0.5 * sw)];
+    let src1 = [center[0] + (-0.5 * sw), center[1]];
     let dst0 = [dw * 0.5, dh * 0.5];
-    let dst1 = [dst0[0], dst0[1] + (-0.5 * dw)];
+    let dst1 = [dst0[0] + (-0.5 * dw), dst0[1]];
     // third point: rotate (a - b) by 90 degrees around b
     let third = |a: [f32; 2], b: [f32; 2]| {
         let d = [a[0] - b[0], a[1] - b[1]];
@@ -148,33 +150,54 @@ pub fn topdown_warp_matrix(
     solve_affine(&src, &dst)
 }
 
-/// The affine map taking three `src` points to three `dst` points (Cramer's rule in f64).
+/// The affine map taking three `src` points to three `dst` points, solved as OpenCV's
+/// `getAffineTransform` does: the 6x6 system (rows `[x y 1 0 0 0]` and `[0 0 0 x y 1]` per
+/// point) by Gaussian elimination with partial pivoting in f64. Crops of large frames sample
+/// far from the origin, where a last-bit difference in the matrix flips pixel roundings.
 fn solve_affine(src: &[[f32; 2]; 3], dst: &[[f32; 2]; 3]) -> Option<[f64; 6]> {
-    let p = src.map(|q| [q[0] as f64, q[1] as f64]);
-    let det = p[0][0] * (p[1][1] - p[2][1]) - p[0][1] * (p[1][0] - p[2][0])
-        + (p[1][0] * p[2][1] - p[2][0] * p[1][1]);
-    if det == 0.0 || !det.is_finite() {
-        return None;
+    let mut a = [[0f64; 6]; 6];
+    let mut b = [0f64; 6];
+    for i in 0..3 {
+        let (x, y) = (src[i][0] as f64, src[i][1] as f64);
+        a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0];
+        a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0];
+        b[2 * i] = dst[i][0] as f64;
+        b[2 * i + 1] = dst[i][1] as f64;
     }
-    let mut m = [0f64; 6];
-    for (row, out) in [0usize, 1].iter().zip([0usize, 3]) {
-        let v = dst.map(|q| q[*row] as f64);
-        // solve [x y 1] . (a b c) = v for the three points
-        let a = (v[0] * (p[1][1] - p[2][1]) - p[0][1] * (v[1] - v[2])
-            + (v[1] * p[2][1] - v[2] * p[1][1]))
-            / det;
-        let b = (p[0][0] * (v[1] - v[2]) - v[0] * (p[1][0] - p[2][0])
-            + (p[1][0] * v[2] - p[2][0] * v[1]))
-            / det;
-        let c = (p[0][0] * (p[1][1] * v[2] - p[2][1] * v[1])
-            - p[0][1] * (p[1][0] * v[2] - p[2][0] * v[1])
-            + v[0] * (p[1][0] * p[2][1] - p[2][0] * p[1][1]))
-            / det;
-        m[out] = a;
-        m[out + 1] = b;
-        m[out + 2] = c;
+    let n = 6;
+    for col in 0..n {
+        let mut pivot = col;
+        for r in col + 1..n {
+            if a[r][col].abs() > a[pivot][col].abs() {
+                pivot = r;
+            }
+        }
+        let p = a[pivot][col].abs();
+        if p.is_nan() || p < f64::EPSILON * 100.0 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let neg_inv = -1.0 / a[col][col];
+        let pivot_row = a[col];
+        for r in col + 1..n {
+            let f = a[r][col] * neg_inv;
+            for (x, p) in a[r][col + 1..].iter_mut().zip(&pivot_row[col + 1..]) {
+                *x += f * p;
+            }
+            b[r] += f * b[col];
+        }
+        // keep the reciprocal pivot for back-substitution
+        a[col][col] = -neg_inv;
     }
-    m.iter().all(|v| v.is_finite()).then_some(m)
+    for r in (0..n).rev() {
+        let mut s = b[r];
+        for c in r + 1..n {
+            s -= a[r][c] * b[c];
+        }
+        b[r] = s * a[r][r];
+    }
+    b.iter().all(|v| v.is_finite()).then_some(b)
 }
 
 /// Inverse of a 2x3 affine map in f64, computed like `cv2.invertAffineTransform`.

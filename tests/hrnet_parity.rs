@@ -23,7 +23,9 @@ use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
 const HEATMAP_REL_TOL: f32 = 1e-4;
 /// Keypoints in image pixels.
 const KEYPOINT_TOL_PX: f32 = 0.01;
-/// Keypoint scores (raw heatmap maxima), absolute.
+/// Keypoint scores (raw heatmap maxima): 1e-4 absolute for heatmaps peaking at ≤ 1 (trained
+/// models), relative to the heatmap peak beyond that — random full-width weights give peaks of
+/// ~20, where an absolute bound would be tighter than the heatmap bound itself.
 const SCORE_TOL: f32 = 1e-4;
 
 fn fixture_dir() -> PathBuf {
@@ -144,7 +146,8 @@ impl Reference {
             .unwrap()
     }
 
-    /// Compare one configuration; returns (heatmap rel err, max keypoint px err, max score err).
+    /// Compare one configuration; returns (heatmap rel err, max keypoint px err, max score err
+    /// relative to max(1, heatmap peak)).
     fn compare(&self, est: &PoseEstimator, flip: bool, decoding: Decoding) -> (f32, f32, f32) {
         let boxes = self.boxes();
         let items: Vec<(&RgbImage, BBox)> = boxes.iter().map(|b| (&self.frame, *b)).collect();
@@ -232,7 +235,8 @@ impl Reference {
                 "  {skipped} keypoint(s) with a Newton step beyond one heatmap pixel not compared"
             );
         }
-        (hm_err, kp_err, sc_err)
+        println!("  heatmap peak {scale:.3}, absolute score err {sc_err:.2e}");
+        (hm_err, kp_err, sc_err / scale.max(1.0))
     }
 }
 
@@ -266,7 +270,10 @@ fn check_all_modes(r: &Reference, file: &str) {
 
 #[test]
 fn crops_match_opencv_warp_affine() {
-    let r = Reference::load(&fixture_dir());
+    check_crops(&Reference::load(&fixture_dir()));
+}
+
+fn check_crops(r: &Reference) {
     let (w, h) = (
         r.config.input_size.0 as usize,
         r.config.input_size.1 as usize,
@@ -287,6 +294,14 @@ fn crops_match_opencv_warp_affine() {
                 let theirs = crops[((n * 3) + (2 - c)) * w * h + i] as i32;
                 let d = (ours[i * 3 + c] as i32 - theirs).abs();
                 worst = worst.max(d);
+                if d != 0 && mismatched < 20 {
+                    println!(
+                        "  crop {n} channel {c} at ({}, {}): ours {} cv2 {theirs}",
+                        i % w,
+                        i / w,
+                        ours[i * 3 + c]
+                    );
+                }
                 mismatched += (d != 0) as usize;
             }
         }
@@ -366,5 +381,6 @@ fn full_size_parity() {
         other => panic!("unknown arch {other}"),
     };
     assert_eq!(r.config, want);
+    check_crops(&r);
     check_all_modes(&r, &format!("hrnet_{arch}_zip.pth"));
 }
