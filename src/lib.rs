@@ -6,6 +6,7 @@
 pub mod fsutil;
 pub mod geometry;
 pub mod image;
+pub mod models;
 pub mod nn;
 pub mod person;
 pub mod pose;

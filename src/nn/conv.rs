@@ -6,6 +6,8 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::nn::cpu_conv::CpuConv;
+
 /// PyTorch's default BN epsilon (mmcv's `BN` config sets none).
 pub const BN_EPS: f64 = 1e-5;
 
@@ -18,6 +20,8 @@ pub struct ConvBn {
     stride: usize,
     padding: usize,
     relu: bool,
+    /// The fused CPU kernel, when the weights live on the CPU in f32.
+    cpu: Option<CpuConv>,
 }
 
 /// Shape and placement of a square convolution.
@@ -72,12 +76,14 @@ impl ConvBn {
             .broadcast_mul(&t.reshape((c, 1, 1, 1))?)?
             .to_dtype(dtype)?;
         let bias = (beta - (mean * &t)?)?.to_dtype(dtype)?;
+        let cpu = cpu_kernel(&weight, &bias, spec.stride, k / 2, spec.relu)?;
         Ok(Self {
             weight,
             bias,
             stride: spec.stride,
             padding: k / 2,
             relu: spec.relu,
+            cpu,
         })
     }
 
@@ -86,8 +92,39 @@ impl ConvBn {
     }
 }
 
+/// The fused CPU convolution for f32 weights on the CPU; other devices use candle's conv2d.
+fn cpu_kernel(
+    weight: &Tensor,
+    bias: &Tensor,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+) -> Result<Option<CpuConv>> {
+    if !weight.device().is_cpu() || weight.dtype() != DType::F32 {
+        return Ok(None);
+    }
+    let (c_out, c_in, k, _) = weight.dims4()?;
+    Ok(Some(CpuConv::new(
+        weight.flatten_all()?.to_vec1()?,
+        bias.to_vec1()?,
+        c_in,
+        c_out,
+        k,
+        stride,
+        pad,
+        relu,
+    )))
+}
+
+fn run_cpu(op: &CpuConv, x: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(op)
+}
+
 impl Module for ConvBn {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(op), true) = (&self.cpu, x.device().is_cpu() && x.dtype() == DType::F32) {
+            return run_cpu(op, x);
+        }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
         if self.relu {
@@ -103,19 +140,23 @@ impl Module for ConvBn {
 pub struct ConvBias {
     weight: Tensor,
     bias: Tensor,
+    cpu: Option<CpuConv>,
 }
 
 impl ConvBias {
     pub fn new(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get((c_out, c_in, 1, 1), "weight")?,
-            bias: vb.get(c_out, "bias")?,
-        })
+        let weight = vb.get((c_out, c_in, 1, 1), "weight")?;
+        let bias = vb.get(c_out, "bias")?;
+        let cpu = cpu_kernel(&weight, &bias, 1, 0, false)?;
+        Ok(Self { weight, bias, cpu })
     }
 }
 
 impl Module for ConvBias {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(op), true) = (&self.cpu, x.device().is_cpu() && x.dtype() == DType::F32) {
+            return run_cpu(op, x);
+        }
         let y = x.conv2d(&self.weight, 0, 1, 1, 1)?;
         y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
     }
@@ -152,6 +193,40 @@ mod tests {
             .broadcast_add(&ts["b.bias"].reshape(shape)?)?;
         let err = (got - want)?.abs()?.flatten_all()?.max(D::Minus1)?;
         assert!(err.to_scalar::<f32>()? < 1e-4);
+        Ok(())
+    }
+
+    #[test]
+    fn cpu_kernel_matches_candle_conv() -> Result<()> {
+        let dev = Device::Cpu;
+        // (c_in, c_out, k, stride, h, w, relu)
+        for (ci, co, k, s, h, w, relu) in [
+            (3, 5, 3, 2, 9, 7, true),
+            (4, 6, 3, 1, 5, 8, false),
+            (6, 3, 1, 1, 4, 4, true),
+            (2, 4, 3, 2, 1, 1, false),
+            (5, 2, 1, 1, 3, 2, false),
+        ] {
+            let wt = Tensor::randn(0f32, 1., (co, ci, k, k), &dev)?;
+            let b = Tensor::randn(0f32, 1., co, &dev)?;
+            let op = cpu_kernel(&wt, &b, s, k / 2, relu)?.unwrap();
+            for n in [1, 3] {
+                let x = Tensor::randn(0f32, 1., (n, ci, h, w), &dev)?;
+                let got = run_cpu(&op, &x)?;
+                let mut want = x
+                    .conv2d(&wt, k / 2, s, 1, 1)?
+                    .broadcast_add(&b.reshape((1, co, 1, 1))?)?;
+                if relu {
+                    want = want.relu()?;
+                }
+                assert_eq!(got.dims(), want.dims());
+                let err = (got - want)?.abs()?.flatten_all()?.max(D::Minus1)?;
+                assert!(
+                    err.to_scalar::<f32>()? < 1e-4,
+                    "{ci} {co} {k} {s} {h}x{w} n={n}"
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod conv;
+pub mod cpu_conv;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
 pub use conv::ConvBn;

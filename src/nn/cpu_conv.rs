@@ -1,0 +1,199 @@
+//! A CPU convolution for inference: im2col in NCHW plus one GEMM per image, with the folded
+//! BN bias and the ReLU fused in.
+//!
+//! candle's CPU conv2d transposes every input to NHWC, builds its im2col tiles with scattered
+//! writes and scatters the output back to NCHW; for HRNet those copies cost more than the
+//! GEMMs. Here the im2col rows are contiguous copies of input rows (`c_in·k·k` rows of
+//! `out_h·out_w` pixels), the GEMM writes NCHW output directly, starting from the bias, and
+//! 1x1 stride-1 convolutions use the input as is. Images are spread over rayon's threads;
+//! a single image lets GEMM use them instead.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone)]
+pub struct CpuConv {
+    /// `[c_out, c_in·k·k]`, PyTorch's weight layout flattened.
+    weight: Arc<Vec<f32>>,
+    bias: Arc<Vec<f32>>,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+}
+
+thread_local! {
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+impl CpuConv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        relu: bool,
+    ) -> Self {
+        Self {
+            weight: Arc::new(weight),
+            bias: Arc::new(bias),
+            c_in,
+            c_out,
+            k,
+            stride,
+            pad,
+            relu,
+        }
+    }
+
+    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let f = |n: usize| (n + 2 * self.pad).saturating_sub(self.k) / self.stride + 1;
+        (f(h), f(w))
+    }
+
+    /// One image: `img` is `[c_in, h, w]`, `dst` is `[c_out, oh, ow]`.
+    fn image(&self, img: &[f32], h: usize, w: usize, dst: &mut [f32], par: Parallelism) {
+        let (oh, ow) = self.out_size(h, w);
+        let p = oh * ow;
+        let kk = self.c_in * self.k * self.k;
+        for (row, b) in dst.chunks_exact_mut(p).zip(self.bias.iter()) {
+            row.fill(*b);
+        }
+        let direct = self.k == 1 && self.stride == 1 && self.pad == 0;
+        let run = |cols: &[f32], dst: &mut [f32]| {
+            // SAFETY: dst is c_out x p, weight c_out x kk, cols kk x p, all row-major and
+            // in bounds; dst does not alias the inputs.
+            unsafe {
+                gemm(
+                    self.c_out,
+                    p,
+                    kk,
+                    dst.as_mut_ptr(),
+                    1,
+                    p as isize,
+                    true,
+                    self.weight.as_ptr(),
+                    1,
+                    kk as isize,
+                    cols.as_ptr(),
+                    1,
+                    p as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                )
+            }
+        };
+        if direct {
+            run(img, dst);
+        } else {
+            COLUMNS.with(|buf| {
+                let mut cols = buf.borrow_mut();
+                cols.resize(kk * p, 0.0);
+                self.im2col(img, h, w, oh, ow, &mut cols);
+                run(&cols, dst);
+            });
+        }
+        if self.relu {
+            for v in dst.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+    }
+
+    /// Row `(ci·k + ki)·k + kj` holds, for every output pixel, the input pixel that kernel tap
+    /// (ki, kj) of channel ci sees (0 in the padding).
+    fn im2col(&self, img: &[f32], h: usize, w: usize, oh: usize, ow: usize, cols: &mut [f32]) {
+        let (k, s, pad) = (self.k, self.stride, self.pad as isize);
+        let p = oh * ow;
+        for ci in 0..self.c_in {
+            let plane = &img[ci * h * w..][..h * w];
+            for ki in 0..k {
+                for kj in 0..k {
+                    let row = &mut cols[((ci * k + ki) * k + kj) * p..][..p];
+                    // output columns whose input column is inside the image
+                    let off = kj as isize - pad;
+                    let lo = ((-off).max(0) as usize).div_ceil(s).min(ow);
+                    let hi = if (w as isize) - off <= 0 {
+                        0
+                    } else {
+                        (((w as isize - off) as usize).div_ceil(s)).min(ow)
+                    }
+                    .max(lo);
+                    for oy in 0..oh {
+                        let d = &mut row[oy * ow..][..ow];
+                        let iy = (oy * s + ki) as isize - pad;
+                        if iy < 0 || iy >= h as isize {
+                            d.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[iy as usize * w..][..w];
+                        d[..lo].fill(0.0);
+                        d[hi..].fill(0.0);
+                        let first = (lo * s) as isize + off;
+                        if s == 1 {
+                            d[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
+                        } else {
+                            for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                                *v = src[(first as usize) + j * s];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CustomOp1 for CpuConv {
+    fn name(&self) -> &'static str {
+        "conv2d-bias-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = storage.as_slice::<f32>()?;
+        let (start, end) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::msg("conv input must be contiguous"))?;
+        let x = &x[start..end];
+        let (n, c, h, w) = layout.shape().dims4()?;
+        if c != self.c_in {
+            candle_core::bail!("conv expects {} input channels, got {c}", self.c_in);
+        }
+        if h + 2 * self.pad < self.k || w + 2 * self.pad < self.k {
+            candle_core::bail!("conv input {h}x{w} smaller than its {0}x{0} kernel", self.k);
+        }
+        let (oh, ow) = self.out_size(h, w);
+        let out_per = self.c_out * oh * ow;
+        let mut out = vec![0f32; n * out_per];
+        let threads = rayon::current_num_threads();
+        if n >= threads && threads > 1 {
+            out.par_chunks_mut(out_per)
+                .zip(x.par_chunks(c * h * w))
+                .for_each(|(dst, img)| self.image(img, h, w, dst, Parallelism::None));
+        } else {
+            let par = if threads > 1 {
+                Parallelism::Rayon(threads)
+            } else {
+                Parallelism::None
+            };
+            for (dst, img) in out.chunks_mut(out_per).zip(x.chunks(c * h * w)) {
+                self.image(img, h, w, dst, par);
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, self.c_out, oh, ow))))
+    }
+}
