@@ -291,18 +291,38 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 fn read_torch_zip(path: &Path) -> candle_core::Result<Vec<(String, Tensor)>> {
     // mmcv checkpoints wrap the weights as {'state_dict', 'meta'}; plain state dicts exist too.
-    let pth = match candle_core::pickle::PthTensors::new(path, Some("state_dict")) {
-        Ok(p) => p,
+    let infos = match candle_core::pickle::read_pth_tensor_info(path, false, Some("state_dict")) {
+        Ok(i) => i,
         Err(e) if e.to_string().contains("key state_dict not found") => {
-            candle_core::pickle::PthTensors::new(path, None)?
+            candle_core::pickle::read_pth_tensor_info(path, false, None)?
         }
         Err(e) => return Err(e),
     };
-    let mut out = Vec::with_capacity(pth.tensor_infos().len());
-    for name in pth.tensor_infos().keys() {
-        if let Some(t) = pth.get(name)? {
-            out.push((name.clone(), t));
+    // One archive for all tensors (candle's PthTensors reopens it for each).
+    let file = std::fs::File::open(path)?;
+    let mut zip =
+        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(candle_core::Error::wrap)?;
+    let mut out = Vec::with_capacity(infos.len());
+    let mut bytes = Vec::new();
+    for info in infos {
+        let layout = &info.layout;
+        let dims = layout.shape().dims().to_vec();
+        let numel: usize = dims.iter().product();
+        if numel > 1 && !layout.is_contiguous() {
+            candle_core::bail!("{}: non-contiguous tensors are not supported", info.name);
         }
+        let elem = info.dtype.size_in_bytes();
+        let (begin, len) = (layout.start_offset(), numel * elem);
+        let mut entry = zip.by_name(&info.path).map_err(candle_core::Error::wrap)?;
+        bytes.clear();
+        entry.read_to_end(&mut bytes)?;
+        let data = bytes.get(begin..begin + len).ok_or_else(|| {
+            candle_core::Error::msg(format!("{}: tensor data is short", info.name))
+        })?;
+        out.push((
+            info.name,
+            Tensor::from_raw_buffer(data, info.dtype, &dims, &Device::Cpu)?,
+        ));
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::nn::cpu_conv::CpuConv;
+use crate::nn::cpu_conv::{CpuConv, WithResidual};
 
 /// PyTorch's default BN epsilon (mmcv's `BN` config sets none).
 pub const BN_EPS: f64 = 1e-5;
@@ -85,6 +85,16 @@ impl ConvBn {
             relu: spec.relu,
             cpu,
         })
+    }
+
+    /// `relu(self(x) + residual)`, the end of a residual block (fused on the CPU).
+    pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if let (Some(op), true) = (&self.cpu, x.device().is_cpu() && x.dtype() == DType::F32) {
+            return x
+                .contiguous()?
+                .apply_op2_no_bwd(&residual.contiguous()?, &WithResidual(op));
+        }
+        (self.forward(x)? + residual)?.relu()
     }
 
     pub fn out_channels(&self) -> usize {

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -61,13 +61,37 @@ impl CpuConv {
         (f(h), f(w))
     }
 
-    /// One image: `img` is `[c_in, h, w]`, `dst` is `[c_out, oh, ow]`.
-    fn image(&self, img: &[f32], h: usize, w: usize, dst: &mut [f32], par: Parallelism) {
+    /// One image: `img` is `[c_in, h, w]`, `dst` is `[c_out, oh, ow]`; `residual`, shaped like
+    /// `dst`, is added before the ReLU (and then the ReLU is applied whatever `self.relu` says).
+    fn image(
+        &self,
+        img: &[f32],
+        h: usize,
+        w: usize,
+        dst: &mut [f32],
+        residual: Option<&[f32]>,
+        par: Parallelism,
+    ) {
         let (oh, ow) = self.out_size(h, w);
         let p = oh * ow;
         let kk = self.c_in * self.k * self.k;
-        for (row, b) in dst.chunks_exact_mut(p).zip(self.bias.iter()) {
-            row.fill(*b);
+        match residual {
+            Some(r) => {
+                for ((row, res), b) in dst
+                    .chunks_exact_mut(p)
+                    .zip(r.chunks_exact(p))
+                    .zip(self.bias.iter())
+                {
+                    for (d, x) in row.iter_mut().zip(res) {
+                        *d = x + b;
+                    }
+                }
+            }
+            None => {
+                for (row, b) in dst.chunks_exact_mut(p).zip(self.bias.iter()) {
+                    row.fill(*b);
+                }
+            }
         }
         let direct = self.k == 1 && self.stride == 1 && self.pad == 0;
         let run = |cols: &[f32], dst: &mut [f32]| {
@@ -107,7 +131,7 @@ impl CpuConv {
                 run(&cols, dst);
             });
         }
-        if self.relu {
+        if self.relu || residual.is_some() {
             for v in dst.iter_mut() {
                 *v = v.max(0.0);
             }
@@ -158,17 +182,14 @@ impl CpuConv {
     }
 }
 
-impl CustomOp1 for CpuConv {
-    fn name(&self) -> &'static str {
-        "conv2d-bias-relu"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = storage.as_slice::<f32>()?;
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::msg("conv input must be contiguous"))?;
-        let x = &x[start..end];
+impl CpuConv {
+    fn run(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+        residual: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(storage, layout)?;
         let (n, c, h, w) = layout.shape().dims4()?;
         if c != self.c_in {
             candle_core::bail!("conv expects {} input channels, got {c}", self.c_in);
@@ -177,23 +198,78 @@ impl CustomOp1 for CpuConv {
             candle_core::bail!("conv input {h}x{w} smaller than its {0}x{0} kernel", self.k);
         }
         let (oh, ow) = self.out_size(h, w);
+        let out_shape = Shape::from((n, self.c_out, oh, ow));
+        let residual = match residual {
+            Some((s, l)) => {
+                if l.shape() != &out_shape {
+                    candle_core::bail!(
+                        "residual {:?} does not match conv output {out_shape:?}",
+                        l.shape()
+                    );
+                }
+                Some(contiguous_f32(s, l)?)
+            }
+            None => None,
+        };
         let out_per = self.c_out * oh * ow;
         let mut out = vec![0f32; n * out_per];
         let threads = rayon::current_num_threads();
         if n >= threads && threads > 1 {
             out.par_chunks_mut(out_per)
                 .zip(x.par_chunks(c * h * w))
-                .for_each(|(dst, img)| self.image(img, h, w, dst, Parallelism::None));
+                .enumerate()
+                .for_each(|(i, (dst, img))| {
+                    let res = residual.map(|r| &r[i * out_per..][..out_per]);
+                    self.image(img, h, w, dst, res, Parallelism::None)
+                });
         } else {
             let par = if threads > 1 {
                 Parallelism::Rayon(threads)
             } else {
                 Parallelism::None
             };
-            for (dst, img) in out.chunks_mut(out_per).zip(x.chunks(c * h * w)) {
-                self.image(img, h, w, dst, par);
+            for (i, (dst, img)) in out.chunks_mut(out_per).zip(x.chunks(c * h * w)).enumerate() {
+                let res = residual.map(|r| &r[i * out_per..][..out_per]);
+                self.image(img, h, w, dst, res, par);
             }
         }
-        Ok((CpuStorage::F32(out), Shape::from((n, self.c_out, oh, ow))))
+        Ok((CpuStorage::F32(out), out_shape))
+    }
+}
+
+fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let x = storage.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::msg("conv input must be contiguous"))?;
+    Ok(&x[start..end])
+}
+
+impl CustomOp1 for CpuConv {
+    fn name(&self) -> &'static str {
+        "conv2d-bias-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run(storage, layout, None)
+    }
+}
+
+/// `relu(conv(x) + bias + residual)`: the end of a residual block in one pass.
+pub struct WithResidual<'a>(pub &'a CpuConv);
+
+impl CustomOp2 for WithResidual<'_> {
+    fn name(&self) -> &'static str {
+        "conv2d-bias-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.0.run(s1, l1, Some((s2, l2)))
     }
 }

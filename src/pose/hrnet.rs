@@ -102,14 +102,12 @@ impl Bottleneck {
 
 impl Module for Bottleneck {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self
-            .conv3
-            .forward(&self.conv2.forward(&self.conv1.forward(x)?)?)?;
+        let y = self.conv2.forward(&self.conv1.forward(x)?)?;
         let identity = match &self.downsample {
             Some(d) => d.forward(x)?,
             None => x.clone(),
         };
-        (y + identity)?.relu()
+        self.conv3.forward_add_relu(&y, &identity)
     }
 }
 
@@ -131,8 +129,7 @@ impl BasicBlock {
 
 impl Module for BasicBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.conv2.forward(&self.conv1.forward(x)?)?;
-        (y + x)?.relu()
+        self.conv2.forward_add_relu(&self.conv1.forward(x)?, x)
     }
 }
 
