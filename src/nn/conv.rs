@@ -89,12 +89,24 @@ impl ConvBn {
 
     /// `relu(self(x) + residual)`, the end of a residual block (fused on the CPU).
     pub fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        if let (Some(op), true) = (&self.cpu, x.device().is_cpu() && x.dtype() == DType::F32) {
+        self.forward_add(x, residual, true)
+    }
+
+    /// `self(x) + residual`, then ReLU when `relu` (fused on the CPU). The layer's own ReLU
+    /// flag is not used: the ReLU, if any, comes after the sum.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor, relu: bool) -> Result<Tensor> {
+        if let (Some(conv), true) = (&self.cpu, x.device().is_cpu() && x.dtype() == DType::F32) {
             return x
                 .contiguous()?
-                .apply_op2_no_bwd(&residual.contiguous()?, &WithResidual(op));
+                .apply_op2_no_bwd(&residual.contiguous()?, &WithResidual { conv, relu });
         }
-        (self.forward(x)? + residual)?.relu()
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let y = (residual + y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
     }
 
     pub fn out_channels(&self) -> usize {

@@ -62,7 +62,8 @@ impl CpuConv {
     }
 
     /// One image: `img` is `[c_in, h, w]`, `dst` is `[c_out, oh, ow]`; `residual`, shaped like
-    /// `dst`, is added before the ReLU (and then the ReLU is applied whatever `self.relu` says).
+    /// `dst`, is added before the optional ReLU.
+    #[allow(clippy::too_many_arguments)]
     fn image(
         &self,
         img: &[f32],
@@ -70,6 +71,7 @@ impl CpuConv {
         w: usize,
         dst: &mut [f32],
         residual: Option<&[f32]>,
+        relu: bool,
         par: Parallelism,
     ) {
         let (oh, ow) = self.out_size(h, w);
@@ -131,7 +133,7 @@ impl CpuConv {
                 run(&cols, dst);
             });
         }
-        if self.relu || residual.is_some() {
+        if relu {
             for v in dst.iter_mut() {
                 *v = v.max(0.0);
             }
@@ -188,6 +190,7 @@ impl CpuConv {
         storage: &CpuStorage,
         layout: &Layout,
         residual: Option<(&CpuStorage, &Layout)>,
+        relu: bool,
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(storage, layout)?;
         let (n, c, h, w) = layout.shape().dims4()?;
@@ -220,7 +223,7 @@ impl CpuConv {
                 .enumerate()
                 .for_each(|(i, (dst, img))| {
                     let res = residual.map(|r| &r[i * out_per..][..out_per]);
-                    self.image(img, h, w, dst, res, Parallelism::None)
+                    self.image(img, h, w, dst, res, relu, Parallelism::None)
                 });
         } else {
             let par = if threads > 1 {
@@ -230,7 +233,7 @@ impl CpuConv {
             };
             for (i, (dst, img)) in out.chunks_mut(out_per).zip(x.chunks(c * h * w)).enumerate() {
                 let res = residual.map(|r| &r[i * out_per..][..out_per]);
-                self.image(img, h, w, dst, res, par);
+                self.image(img, h, w, dst, res, relu, par);
             }
         }
         Ok((CpuStorage::F32(out), out_shape))
@@ -251,12 +254,16 @@ impl CustomOp1 for CpuConv {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.run(storage, layout, None)
+        self.run(storage, layout, None, self.relu)
     }
 }
 
-/// `relu(conv(x) + bias + residual)`: the end of a residual block in one pass.
-pub struct WithResidual<'a>(pub &'a CpuConv);
+/// `conv(x) + bias + residual`, then ReLU when `relu`: the end of a residual block, or one
+/// term of an HRNet fuse sum, in one pass.
+pub struct WithResidual<'a> {
+    pub conv: &'a CpuConv,
+    pub relu: bool,
+}
 
 impl CustomOp2 for WithResidual<'_> {
     fn name(&self) -> &'static str {
@@ -270,6 +277,76 @@ impl CustomOp2 for WithResidual<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        self.0.run(s1, l1, Some((s2, l2)))
+        self.conv.run(s1, l1, Some((s2, l2)), self.relu)
+    }
+}
+
+/// `acc + nearest_upsample(y, factor)`, then ReLU when `relu` (HRNet's fuse sum; factor 1 is a
+/// plain add). `y` is `[n, c, h, w]`, `acc` `[n, c, h·factor, w·factor]`.
+pub struct AddUpsampled {
+    pub factor: usize,
+    pub relu: bool,
+}
+
+impl CustomOp2 for AddUpsampled {
+    fn name(&self) -> &'static str {
+        "add-upsampled-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let acc = contiguous_f32(s1, l1)?;
+        let y = contiguous_f32(s2, l2)?;
+        let (n, c, oh, ow) = l1.shape().dims4()?;
+        let (yn, yc, yh, yw) = l2.shape().dims4()?;
+        let f = self.factor;
+        if (yn, yc, yh * f, yw * f) != (n, c, oh, ow) {
+            candle_core::bail!(
+                "cannot add {:?} upsampled x{f} to {:?}",
+                l2.shape(),
+                l1.shape()
+            );
+        }
+        let mut out = acc.to_vec();
+        out.par_chunks_mut(oh * ow)
+            .zip(y.par_chunks(yh * yw))
+            .for_each(|(o, src)| {
+                for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
+                    let srow = &src[(oy / f) * yw..][..yw];
+                    for (ox, v) in row.iter_mut().enumerate() {
+                        let s = *v + srow[ox / f];
+                        *v = if self.relu { s.max(0.0) } else { s };
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor, D};
+
+    #[test]
+    fn add_upsampled_matches_candle() -> Result<()> {
+        let dev = Device::Cpu;
+        for (f, relu) in [(1, false), (2, true), (4, false)] {
+            let y = Tensor::randn(0f32, 1., (2, 3, 3, 2), &dev)?;
+            let acc = Tensor::randn(0f32, 1., (2, 3, 3 * f, 2 * f), &dev)?;
+            let got = acc.apply_op2_no_bwd(&y, &AddUpsampled { factor: f, relu })?;
+            let mut want = (&acc + y.upsample_nearest2d(3 * f, 2 * f)?)?;
+            if relu {
+                want = want.relu()?;
+            }
+            let err = (got - want)?.abs()?.flatten_all()?.max(D::Minus1)?;
+            assert_eq!(err.to_scalar::<f32>()?, 0.0);
+        }
+        Ok(())
     }
 }

@@ -10,10 +10,11 @@
 //! Layer and key names follow the MMPose state dict (`backbone.stage3.1.fuse_layers.2.0.1.0`),
 //! so `vb.pp(..)` nesting below is the checkpoint layout.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::nn::conv::{ConvBn, ConvSpec};
+use crate::nn::cpu_conv::AddUpsampled;
 
 /// Stem width, fixed in MMPose's HRNet.
 const STEM_CHANNELS: usize = 64;
@@ -190,16 +191,58 @@ impl Fuse {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `acc + f(x)` (just `f(x)` for the first term), with the ReLU that closes the sum when
+    /// `relu`. On the CPU each term is added by the op that produces it.
+    fn add_to(&self, acc: Option<Tensor>, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let first = |y: Tensor| if relu { y.relu() } else { Ok(y) };
         match self {
-            Fuse::Identity => Ok(x.clone()),
+            Fuse::Identity => match acc {
+                None => first(x.clone()),
+                Some(a) => add_upsampled(&a, x, 1, relu),
+            },
             Fuse::Up { conv, factor } => {
                 let y = conv.forward(x)?;
-                let (_, _, h, w) = y.dims4()?;
-                y.upsample_nearest2d(h * factor, w * factor)
+                match acc {
+                    None => {
+                        let (_, _, h, w) = y.dims4()?;
+                        first(y.upsample_nearest2d(h * factor, w * factor)?)
+                    }
+                    Some(a) => add_upsampled(&a, &y, *factor, relu),
+                }
             }
-            Fuse::Down(chain) => chain.forward(x),
+            Fuse::Down(Chain(layers)) => {
+                let (last, steps) = layers.split_last().expect("at least one step");
+                let mut z = x.clone();
+                for l in steps {
+                    z = l.forward(&z)?;
+                }
+                match acc {
+                    None => first(last.forward(&z)?),
+                    Some(a) => last.forward_add(&z, &a, relu),
+                }
+            }
         }
+    }
+}
+
+/// `acc + nearest_upsample(y, factor)`, optionally followed by ReLU.
+fn add_upsampled(acc: &Tensor, y: &Tensor, factor: usize, relu: bool) -> Result<Tensor> {
+    if acc.device().is_cpu() && acc.dtype() == DType::F32 && y.dtype() == DType::F32 {
+        return acc
+            .contiguous()?
+            .apply_op2_no_bwd(&y.contiguous()?, &AddUpsampled { factor, relu });
+    }
+    let (_, _, h, w) = y.dims4()?;
+    let up = if factor == 1 {
+        y.clone()
+    } else {
+        y.upsample_nearest2d(h * factor, w * factor)?
+    };
+    let s = (acc + up)?;
+    if relu {
+        s.relu()
+    } else {
+        Ok(s)
     }
 }
 
@@ -251,11 +294,11 @@ impl HrModule {
         self.fuse
             .iter()
             .map(|row| {
-                let mut acc = row[0].forward(&xs[0])?;
-                for (f, x) in row.iter().zip(&xs).skip(1) {
-                    acc = (acc + f.forward(x)?)?;
+                let mut acc = None;
+                for (j, (f, x)) in row.iter().zip(&xs).enumerate() {
+                    acc = Some(f.add_to(acc, x, j + 1 == row.len())?);
                 }
-                acc.relu()
+                acc.ok_or_else(|| candle_core::Error::msg("HR module without branches"))
             })
             .collect()
     }
