@@ -13,6 +13,7 @@ MMPose 0.x key layout (`backbone.*`, `keypoint_head.final_layer.*`):
         reference.json            boxes, centre/scale, keypoints and scores
                                   (flip test on/off, DARK decoding)
         reference.safetensors     uint8 crops, heatmaps (no flip, flip-averaged)
+        dark_synthetic.safetensors  Gaussian-blob heatmaps and MMPose's DARK decoding
 
   --full w32|w48: the seed architectures at their real input size (256x192,
       384x288) on the full 1920x1080 frame with its ground-truth boxes; written
@@ -199,6 +200,27 @@ def run_reference(model, img, boxes, out_dir):
     }, os.path.join(out_dir, 'reference.safetensors'))
 
 
+def write_dark_synthetic(out_dir):
+    """DARK decoding of well-conditioned heatmaps (a Gaussian blob per channel at a sub-pixel
+    centre, plus a little noise): random network heatmaps often have near-singular Hessians
+    where DARK's Newton step is dominated by rounding, so this checks the decoder itself."""
+    from safetensors.numpy import save_file
+    rng = np.random.default_rng(7)
+    k, h, w, sigma = 17, 32, 24, 2.0
+    ys, xs = np.mgrid[0:h, 0:w]
+    cx = rng.uniform(3, w - 4, k)
+    cy = rng.uniform(3, h - 4, k)
+    amp = rng.uniform(0.3, 1.0, k)
+    hm = amp[:, None, None] * np.exp(-((xs - cx[:, None, None])**2 + (ys - cy[:, None, None])**2)
+                                      / (2 * sigma**2))
+    hm = (hm + rng.normal(0, 0.005, hm.shape)).astype(np.float32)
+    codec = MSRAHeatmap(input_size=(96, 128), heatmap_size=(w, h), sigma=2, unbiased=True)
+    kp, sc = codec.decode(hm.copy())
+    save_file({'heatmaps': hm, 'keypoints_input_space': kp[0].astype(np.float32),
+               'scores': sc[0].astype(np.float32)},
+              os.path.join(out_dir, 'dark_synthetic.safetensors'))
+
+
 def save_checkpoints(model, out_dir, stem, legacy):
     # MMPose 1.x names the head `head.`; the published 0.x files say `keypoint_head.`
     sd = {('keypoint_head.' + k[5:] if k.startswith('head.') else k): v.detach().contiguous()
@@ -229,7 +251,13 @@ def main():
     ap.add_argument('--full', choices=['w32', 'w48'])
     ap.add_argument('--out', default=os.path.join(REPO, 'tests', 'fixtures', 'hrnet'))
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--dark-only', action='store_true',
+                    help='only (re)write dark_synthetic.safetensors')
     args = ap.parse_args()
+    if args.dark_only:
+        os.makedirs(args.out, exist_ok=True)
+        write_dark_synthetic(args.out)
+        return
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     frame = cv2.imread(os.path.join(DATA, FRAME), cv2.IMREAD_COLOR)  # BGR, as LoadImage
@@ -261,6 +289,8 @@ def main():
         assert torch.equal(v, saved[k.replace('head.', 'keypoint_head.', 1)
                                     if k.startswith('head.') else k]), k
     run_reference(model, img, boxes, args.out)
+    if not args.full:
+        write_dark_synthetic(args.out)
     print('wrote', args.out, sorted(os.listdir(args.out)))
 
 

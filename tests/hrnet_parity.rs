@@ -340,6 +340,41 @@ fn dark_decoding_matches_mmpose() {
     }
 }
 
+/// DARK against MMPose on well-conditioned heatmaps (Gaussian blobs plus noise), where the
+/// Newton step is a genuine sub-pixel refinement; every keypoint is compared.
+#[test]
+fn dark_decoder_matches_mmpose_on_gaussian_heatmaps() {
+    let t = candle_core::safetensors::load(
+        fixture_dir().join("dark_synthetic.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let hm = t["heatmaps"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want = t["keypoints_input_space"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let scores = t["scores"].to_vec1::<f32>().unwrap();
+    let (k, h, w) = t["heatmaps"].dims3().unwrap();
+    let peaks = vidpose::pose::codec::decode(&hm, k, h, w, Decoding::Dark { blur_kernel: 11 });
+    let mut worst = 0f32;
+    for (j, p) in peaks.iter().enumerate() {
+        // input space = heatmap coordinates x 4 (96x128 input, 24x32 heatmap)
+        worst = worst
+            .max((p.x * 4.0 - want[2 * j]).abs())
+            .max((p.y * 4.0 - want[2 * j + 1]).abs());
+        assert!((p.score - scores[j]).abs() <= SCORE_TOL);
+    }
+    println!("DARK on Gaussian heatmaps: max error {worst:.2e} input px");
+    // 0.01 px in the 96x128 input; image pixels scale this by box size / 96
+    assert!(worst <= KEYPOINT_TOL_PX, "{worst}");
+}
+
 #[test]
 fn all_formats_hold_the_same_tensors() {
     let dir = fixture_dir();
