@@ -137,3 +137,9 @@ fn degenerate_and_outside_boxes() {
     assert!(out[2].iter().all(|k| k.x > 400.0 && k.y > 300.0));
     assert!(est.estimate(&[]).unwrap().is_empty());
 }
+
+#[test]
+fn estimator_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PoseEstimator>();
+}
