@@ -6,7 +6,7 @@
 //! GEMMs. Here the im2col rows are contiguous copies of input rows (`c_in·k·k` rows of
 //! `out_h·out_w` pixels), the GEMM writes NCHW output directly, starting from the bias, and
 //! 1x1 stride-1 convolutions use the input as is. Images are spread over rayon's threads;
-//! a single image lets GEMM use them instead.
+//! a batch smaller than the thread count shares out output channels instead.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -62,7 +62,8 @@ impl CpuConv {
     }
 
     /// One image: `img` is `[c_in, h, w]`, `dst` is `[c_out, oh, ow]`; `residual`, shaped like
-    /// `dst`, is added before the optional ReLU.
+    /// `dst`, is added before the optional ReLU. With `split`, the output channels are shared
+    /// out over rayon's threads (for batches smaller than the thread count).
     #[allow(clippy::too_many_arguments)]
     fn image(
         &self,
@@ -72,66 +73,97 @@ impl CpuConv {
         dst: &mut [f32],
         residual: Option<&[f32]>,
         relu: bool,
-        par: Parallelism,
+        split: bool,
     ) {
         let (oh, ow) = self.out_size(h, w);
         let p = oh * ow;
         let kk = self.c_in * self.k * self.k;
+        let direct = self.k == 1 && self.stride == 1 && self.pad == 0;
+        if split {
+            // a fresh buffer: other threads read it while this one may pick up unrelated work
+            let owned;
+            let cols: &[f32] = if direct {
+                img
+            } else {
+                let mut c = vec![0f32; kk * p];
+                self.im2col(img, h, w, oh, ow, &mut c);
+                owned = c;
+                &owned
+            };
+            let threads = rayon::current_num_threads().max(1);
+            let chunk = self.c_out.div_ceil(threads * 2).max(1);
+            dst.par_chunks_mut(chunk * p)
+                .enumerate()
+                .for_each(|(i, d)| {
+                    let res = residual.map(|r| &r[i * chunk * p..][..d.len()]);
+                    self.rows(cols, p, i * chunk, d, res, relu);
+                });
+        } else if direct {
+            self.rows(img, p, 0, dst, residual, relu);
+        } else {
+            COLUMNS.with(|buf| {
+                let mut cols = buf.borrow_mut();
+                cols.resize(kk * p, 0.0);
+                self.im2col(img, h, w, oh, ow, &mut cols);
+                self.rows(&cols, p, 0, dst, residual, relu);
+            });
+        }
+    }
+
+    /// Output channels `co0..` (as many as `dst` holds rows of `p` pixels): bias (plus the
+    /// residual), accumulate the GEMM of their weights with the im2col matrix `cols`, ReLU.
+    fn rows(
+        &self,
+        cols: &[f32],
+        p: usize,
+        co0: usize,
+        dst: &mut [f32],
+        residual: Option<&[f32]>,
+        relu: bool,
+    ) {
+        let n_rows = dst.len() / p;
+        let kk = self.c_in * self.k * self.k;
+        let bias = &self.bias[co0..co0 + n_rows];
         match residual {
             Some(r) => {
-                for ((row, res), b) in dst
-                    .chunks_exact_mut(p)
-                    .zip(r.chunks_exact(p))
-                    .zip(self.bias.iter())
-                {
+                for ((row, res), b) in dst.chunks_exact_mut(p).zip(r.chunks_exact(p)).zip(bias) {
                     for (d, x) in row.iter_mut().zip(res) {
                         *d = x + b;
                     }
                 }
             }
             None => {
-                for (row, b) in dst.chunks_exact_mut(p).zip(self.bias.iter()) {
+                for (row, b) in dst.chunks_exact_mut(p).zip(bias) {
                     row.fill(*b);
                 }
             }
         }
-        let direct = self.k == 1 && self.stride == 1 && self.pad == 0;
-        let run = |cols: &[f32], dst: &mut [f32]| {
-            // SAFETY: dst is c_out x p, weight c_out x kk, cols kk x p, all row-major and
-            // in bounds; dst does not alias the inputs.
-            unsafe {
-                gemm(
-                    self.c_out,
-                    p,
-                    kk,
-                    dst.as_mut_ptr(),
-                    1,
-                    p as isize,
-                    true,
-                    self.weight.as_ptr(),
-                    1,
-                    kk as isize,
-                    cols.as_ptr(),
-                    1,
-                    p as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    par,
-                )
-            }
-        };
-        if direct {
-            run(img, dst);
-        } else {
-            COLUMNS.with(|buf| {
-                let mut cols = buf.borrow_mut();
-                cols.resize(kk * p, 0.0);
-                self.im2col(img, h, w, oh, ow, &mut cols);
-                run(&cols, dst);
-            });
+        let weight = &self.weight[co0 * kk..(co0 + n_rows) * kk];
+        assert!(cols.len() >= kk * p && dst.len() == n_rows * p);
+        // SAFETY: dst is n_rows x p, weight n_rows x kk, cols kk x p, all row-major and in
+        // bounds (checked above); dst does not alias the inputs.
+        unsafe {
+            gemm(
+                n_rows,
+                p,
+                kk,
+                dst.as_mut_ptr(),
+                1,
+                p as isize,
+                true,
+                weight.as_ptr(),
+                1,
+                kk as isize,
+                cols.as_ptr(),
+                1,
+                p as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            )
         }
         if relu {
             for v in dst.iter_mut() {
@@ -223,17 +255,12 @@ impl CpuConv {
                 .enumerate()
                 .for_each(|(i, (dst, img))| {
                     let res = residual.map(|r| &r[i * out_per..][..out_per]);
-                    self.image(img, h, w, dst, res, relu, Parallelism::None)
+                    self.image(img, h, w, dst, res, relu, false)
                 });
         } else {
-            let par = if threads > 1 {
-                Parallelism::Rayon(threads)
-            } else {
-                Parallelism::None
-            };
             for (i, (dst, img)) in out.chunks_mut(out_per).zip(x.chunks(c * h * w)).enumerate() {
                 let res = residual.map(|r| &r[i * out_per..][..out_per]);
-                self.image(img, h, w, dst, res, relu, par);
+                self.image(img, h, w, dst, res, relu, threads > 1);
             }
         }
         Ok((CpuStorage::F32(out), out_shape))
