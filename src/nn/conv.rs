@@ -227,6 +227,8 @@ mod tests {
             (4, 6, 3, 1, 5, 8, false),
             (6, 3, 1, 1, 4, 4, true),
             (2, 4, 3, 2, 1, 1, false),
+            (3, 2, 3, 1, 1, 1, true),
+            (2, 3, 3, 1, 2, 5, false),
             (5, 2, 1, 1, 3, 2, false),
         ] {
             let wt = Tensor::randn(0f32, 1., (co, ci, k, k), &dev)?;

@@ -177,11 +177,16 @@ impl CpuConv {
     fn im2col(&self, img: &[f32], h: usize, w: usize, oh: usize, ow: usize, cols: &mut [f32]) {
         let (k, s, pad) = (self.k, self.stride, self.pad as isize);
         let p = oh * ow;
+        let same = s == 1 && oh == h && ow == w;
         for ci in 0..self.c_in {
             let plane = &img[ci * h * w..][..h * w];
             for ki in 0..k {
                 for kj in 0..k {
                     let row = &mut cols[((ci * k + ki) * k + kj) * p..][..p];
+                    if same {
+                        shifted_copy(plane, h, w, ki as isize - pad, kj as isize - pad, row);
+                        continue;
+                    }
                     // output columns whose input column is inside the image
                     let off = kj as isize - pad;
                     let lo = ((-off).max(0) as usize).div_ceil(s).min(ow);
@@ -275,6 +280,39 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f
     Ok(&x[start..end])
 }
 
+/// `dst[y][x] = src[y + dy][x + dx]`, 0 outside the `h x w` plane: a "same" convolution tap
+/// as one flat copy of the shifted plane, then zeroing the rows and the columns that fell
+/// outside (a horizontal shift wraps them in from the neighbouring row).
+fn shifted_copy(src: &[f32], h: usize, w: usize, dy: isize, dx: isize, dst: &mut [f32]) {
+    let (hi_, wi) = (h as isize, w as isize);
+    let y0 = (-dy).clamp(0, hi_);
+    let y1 = (hi_ - dy).clamp(y0, hi_);
+    let shift = dy * wi + dx;
+    let (lo, hi) = (y0 * wi, y1 * wi);
+    let s_lo = (lo + shift).max(0);
+    let s_hi = (hi + shift).min(hi_ * wi);
+    if s_hi <= s_lo {
+        dst.fill(0.0);
+        return;
+    }
+    // within [lo, hi] because s_lo >= lo + shift and s_hi <= hi + shift
+    let (d_lo, d_hi) = ((s_lo - shift) as usize, (s_hi - shift) as usize);
+    dst[..d_lo].fill(0.0);
+    dst[d_lo..d_hi].copy_from_slice(&src[s_lo as usize..s_hi as usize]);
+    dst[d_hi..].fill(0.0);
+    let cols = dx.unsigned_abs().min(w);
+    if cols > 0 {
+        for y in y0 as usize..y1 as usize {
+            let r = &mut dst[y * w..][..w];
+            if dx < 0 {
+                r[..cols].fill(0.0);
+            } else {
+                r[w - cols..].fill(0.0);
+            }
+        }
+    }
+}
+
 impl CustomOp1 for CpuConv {
     fn name(&self) -> &'static str {
         "conv2d-bias-relu"
@@ -359,6 +397,40 @@ impl CustomOp2 for AddUpsampled {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor, D};
+
+    #[test]
+    fn conv_matches_candle_for_small_shapes() -> Result<()> {
+        let dev = Device::Cpu;
+        for k in [1, 3, 5] {
+            for stride in [1, 2] {
+                for h in 1..6 {
+                    for w in 1..6 {
+                        let (ci, co) = (2, 3);
+                        let wt = Tensor::randn(0f32, 1., (co, ci, k, k), &dev)?;
+                        let b = Tensor::randn(0f32, 1., co, &dev)?;
+                        let op = CpuConv::new(
+                            wt.flatten_all()?.to_vec1()?,
+                            b.to_vec1()?,
+                            ci,
+                            co,
+                            k,
+                            stride,
+                            k / 2,
+                            false,
+                        );
+                        let x = Tensor::randn(0f32, 1., (1, ci, h, w), &dev)?;
+                        let got = x.apply_op1_no_bwd(&op)?;
+                        let want = x
+                            .conv2d(&wt, k / 2, stride, 1, 1)?
+                            .broadcast_add(&b.reshape((1, co, 1, 1))?)?;
+                        let err = (got - want)?.abs()?.flatten_all()?.max(D::Minus1)?;
+                        assert!(err.to_scalar::<f32>()? < 1e-4, "k {k} s {stride} {h}x{w}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn add_upsampled_matches_candle() -> Result<()> {
