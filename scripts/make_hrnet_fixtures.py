@@ -3,9 +3,12 @@
 Two modes, both with deterministic random weights saved in the published
 MMPose 0.x key layout (`backbone.*`, `keypoint_head.final_layer.*`):
 
-  small (default): a narrow HRNet (stage-1 bottleneck width 8, branch widths
-      8/16/32/64, input 128x96) on a quarter-resolution cut-out of a real
-      PoseTrack18 frame.  Written to tests/fixtures/hrnet/ and committed:
+  small (default): a narrow, shallow HRNet (stage-1 bottleneck width 8, branch
+      widths 4/8/16/32 (FIXTURE_WIDTH), one block per branch, 1/2/2 modules in
+      stages 2-4, input 128x96) on a quarter-resolution cut-out of a real
+      PoseTrack18 frame; weights rounded to float16-exact values so the f16
+      copies below hold exactly the same numbers.  Written to
+      tests/fixtures/hrnet/ and committed (about 1.8 MB):
         frame.ppm                 RGB pixels both sides use (cv2 decode, resize, cut)
         hrnet_w8_zip.pth          torch.save zip format, {'state_dict', 'meta'}
         hrnet_w8_legacy.pth       same, legacy non-zip format

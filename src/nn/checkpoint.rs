@@ -1,7 +1,8 @@
 //! Reading MMPose / MMDetection checkpoints as they are published.
 //!
 //! Three container formats are recognised by their first bytes:
-//! * PyTorch zip (`torch.save` since 1.6): `PK\x03\x04`, read with candle's pickle reader;
+//! * PyTorch zip (`torch.save` since 1.6): `PK\x03\x04`; candle's pickle reader lists the
+//!   tensors, their bytes are read here from one open archive;
 //! * PyTorch legacy (non-zip) serialisation: a pickle starting `\x80\x02\x8a`, read here;
 //! * safetensors: an 8-byte little-endian header length followed by `{`.
 //!

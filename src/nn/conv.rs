@@ -2,6 +2,8 @@
 //!
 //! At inference a BN layer is a per-channel affine map, so with t = γ / √(var + eps) the pair
 //! conv(W) → BN equals conv(W·t) + (β − μ·t). Folding removes four tensor passes per layer.
+//! On the CPU the layers run through [`crate::nn::cpu_conv`], which also fuses the bias, the
+//! ReLU and residual additions; other devices use candle's conv2d.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
