@@ -25,18 +25,18 @@ if [ ! -f "$CKPT" ]; then
   "$PY" "$REFENV_SRC/hrnet_reference.py"
 fi
 
-echo "== building vidpose bench ($PROFILE)"
-cargo build --quiet --profile "$PROFILE" --example bench_hrnet
+echo "== building vidpose ($PROFILE)"
+cargo build --quiet --profile "$PROFILE"
 dir=$PROFILE; [ "$PROFILE" = dev ] && dir=debug
-BIN=${CARGO_TARGET_DIR:-$REPO/target}/$dir/examples/bench_hrnet
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/$dir/vidpose
 
 export RAYON_NUM_THREADS=2
 echo "== vidpose (1/2)"
-"$BIN" "$CKPT" "$BATCH" "$RUNS" 2 | tee "$OUT/vidpose_1.json"
+"$BIN" bench pose "$CKPT" --batch "$BATCH" --runs "$RUNS" --warmup 2 | tee "$OUT/vidpose_1.json"
 echo "== PyTorch"
 "$PY" "$REFENV_SRC/bench_hrnet.py" --threads 2 --batches "$BATCH" --runs "$RUNS" --out "$OUT/torch.json" | tail -1
 echo "== vidpose (2/2)"
-"$BIN" "$CKPT" "$BATCH" "$RUNS" 2 | tee "$OUT/vidpose_2.json"
+"$BIN" bench pose "$CKPT" --batch "$BATCH" --runs "$RUNS" --warmup 2 | tee "$OUT/vidpose_2.json"
 
 python3 - "$OUT" "$BATCH" <<'PY'
 import json, sys

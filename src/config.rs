@@ -159,9 +159,12 @@ impl Default for DetectorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PoseConfig {
     /// `none` (boxes only), `hrnet_w32_256x192`, `hrnet_w32_384x288`, `hrnet_w48_256x192`,
-    /// `hrnet_w48_384x288`.
+    /// `hrnet_w48_384x288` (the model cards in `models/`).
     pub model: String,
+    /// The checkpoint; `None` = the model card's file in `models_dir`.
     pub checkpoint: Option<PathBuf>,
+    /// Where `vidpose models fetch` puts checkpoints.
+    pub models_dir: PathBuf,
     pub flip_test: bool,
     /// `msra` (MMPose default) or `dark`.
     pub decode: String,
@@ -174,8 +177,9 @@ pub struct PoseConfig {
 impl Default for PoseConfig {
     fn default() -> Self {
         Self {
-            model: "none".into(),
+            model: "hrnet_w32_256x192".into(),
             checkpoint: None,
+            models_dir: PathBuf::from("models"),
             flip_test: true,
             decode: "msra".into(),
             batch_size: 8,
@@ -374,12 +378,6 @@ impl Config {
     pub fn check_available(&self) -> Result<(), String> {
         if self.detector.kind == DetectorKind::CascadeRcnn {
             return Err("detector.kind `cascade_rcnn`: the Cascade R-CNN detector is not available yet in this version of vidpose; use `detector.kind: boxes` with an annotation or detection file".into());
-        }
-        if self.pose.model != "none" {
-            return Err(format!(
-                "pose.model `{}`: HRNet pose estimation is not available yet in this version of vidpose; use `pose.model: none`",
-                self.pose.model
-            ));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use vidpose::config::{parse_shard, Config};
+use vidpose::models;
 use vidpose::pipeline::{self, metrics, sink};
 use vidpose::video::{discover, encode::VideoCodec};
 
@@ -34,6 +35,28 @@ enum Command {
     /// Measure one stage on its own.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// List, download and check the published checkpoints (model cards in models/*.yaml).
+    Models(ModelsArgs),
+}
+
+#[derive(Args)]
+struct ModelsArgs {
+    /// Folder holding the checkpoints (`pose.models_dir`).
+    #[arg(long, default_value = "models", global = true)]
+    dir: PathBuf,
+    #[command(subcommand)]
+    action: ModelsAction,
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Show each model card and whether its checkpoint is in the folder.
+    List,
+    /// Download checkpoints (all when no NAME is given), checking the sha256 prefix; a
+    /// download lands under its final name only when complete and verified.
+    Fetch { names: Vec<String> },
+    /// Hash the checkpoints in the folder and compare them with their cards.
+    Verify { names: Vec<String> },
 }
 
 #[derive(Args)]
@@ -65,6 +88,25 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Time the pose model's forward pass (backbone + head, no pre/post-processing) on random
+    /// input; prints the median and every run in milliseconds. RAYON_NUM_THREADS sets the CPU
+    /// threads.
+    Pose {
+        /// A checkpoint of the model (published or random-initialised).
+        checkpoint: PathBuf,
+        /// Model card name.
+        #[arg(long, default_value = "hrnet_w32_256x192")]
+        model: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// `cpu` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Decode a video (or image folder) to RGB as fast as possible and print frames/s.
     Decode {
         path: PathBuf,
@@ -202,11 +244,132 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
+fn models(args: ModelsArgs) -> Result<ExitCode> {
+    let cards = models::builtin_cards();
+    let chosen = |names: &[String]| -> Result<Vec<&models::ModelCard>> {
+        if names.is_empty() {
+            return Ok(cards.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| models::find(&cards, n).map_err(anyhow::Error::from))
+            .collect()
+    };
+    match args.action {
+        ModelsAction::List => {
+            println!(
+                "{:<20} {:<6} {:<10} {:<8} file",
+                "name", "task", "input", "present"
+            );
+            for c in &cards {
+                let present = c.path_in(&args.dir).exists();
+                println!(
+                    "{:<20} {:<6} {:<10} {:<8} {}",
+                    c.name,
+                    c.task,
+                    format!("{}x{}", c.input_size.1, c.input_size.0),
+                    if present { "yes" } else { "no" },
+                    c.path_in(&args.dir).display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Fetch { names } => {
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            for card in chosen(&names)? {
+                let path = models::fetch(card, &args.dir, progress)?;
+                eprintln!("{}: {}", card.name, path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelsAction::Verify { names } => {
+            let mut bad = 0;
+            for card in chosen(&names)? {
+                let state = models::verify(card, &args.dir)?;
+                let text = match &state {
+                    models::Verified::Missing => {
+                        bad += 1;
+                        "missing".to_string()
+                    }
+                    models::Verified::Ok { sha256 } => format!("ok (sha256 {sha256})"),
+                    models::Verified::Mismatch { sha256 } => {
+                        bad += 1;
+                        format!(
+                            "MISMATCH: sha256 {sha256} does not start with {}",
+                            card.sha256_prefix
+                        )
+                    }
+                };
+                println!(
+                    "{}: {}: {text}",
+                    card.name,
+                    card.path_in(&args.dir).display()
+                );
+            }
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn bench_pose(
+    checkpoint: &std::path::Path,
+    model: &str,
+    batch: usize,
+    runs: usize,
+    warmup: usize,
+    device: &str,
+) -> Result<ExitCode> {
+    let cards = models::builtin_cards();
+    let card = models::find(&cards, model)?;
+    let config = card
+        .pose_config()
+        .with_context(|| format!("{model} is not a pose model"))?;
+    let device = vidpose::pipeline::pose_stage::candle_device(
+        vidpose::config::parse_device(device).map_err(anyhow::Error::msg)?,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let est = vidpose::pose::PoseEstimator::load(
+        checkpoint,
+        config,
+        vidpose::pose::PoseOptions::default(),
+        &device,
+    )?;
+    let mut ms: Vec<f64> = est
+        .time_forward(batch, warmup, runs.max(1))?
+        .iter()
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    let all = ms.clone();
+    ms.sort_by(f64::total_cmp);
+    let json = serde_json::json!({
+        "model": model,
+        "batch": batch,
+        "threads": rayon::current_num_threads(),
+        "median_ms": ms[ms.len() / 2],
+        "runs_ms": all,
+    });
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Models(args) => models(args),
+        Command::Bench(BenchCommand::Pose {
+            checkpoint,
+            model,
+            batch,
+            runs,
+            warmup,
+            device,
+        }) => bench_pose(&checkpoint, &model, batch, runs, warmup, &device),
         Command::Bench(BenchCommand::Decode {
             path,
             threads,

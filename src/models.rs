@@ -22,11 +22,8 @@ pub enum ModelError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("model card {path}: {source}")]
-    Card {
-        path: PathBuf,
-        source: serde_yaml::Error,
-    },
+    #[error("model card {path}: {message}")]
+    Card { path: PathBuf, message: String },
     #[error("unknown model `{name}`; known: {known}")]
     Unknown { name: String, known: String },
     #[error("downloading {url}: {reason}")]
@@ -88,14 +85,44 @@ pub fn load_cards(dir: &Path) -> Result<Vec<ModelCard>, ModelError> {
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let card = serde_yaml::from_str(&text).map_err(|source| ModelError::Card {
+        let card = crate::yaml::from_str(&text).map_err(|message| ModelError::Card {
             path: path.clone(),
-            source,
+            message,
         })?;
         cards.push(card);
     }
     cards.sort_by(|a: &ModelCard, b| a.name.cmp(&b.name));
     Ok(cards)
+}
+
+/// The cards of the published checkpoints, built into the binary so that `vidpose models`
+/// works from any folder. The same files live in the repository's `models/`.
+pub fn builtin_cards() -> Vec<ModelCard> {
+    const CARDS: [(&str, &str); 4] = [
+        (
+            "hrnet_w32_256x192.yaml",
+            include_str!("../models/hrnet_w32_256x192.yaml"),
+        ),
+        (
+            "hrnet_w32_384x288.yaml",
+            include_str!("../models/hrnet_w32_384x288.yaml"),
+        ),
+        (
+            "hrnet_w48_256x192.yaml",
+            include_str!("../models/hrnet_w48_256x192.yaml"),
+        ),
+        (
+            "hrnet_w48_384x288.yaml",
+            include_str!("../models/hrnet_w48_384x288.yaml"),
+        ),
+    ];
+    CARDS
+        .iter()
+        .map(|(file, text)| {
+            crate::yaml::from_str(text)
+                .unwrap_or_else(|e| panic!("built-in model card {file} is invalid: {e}"))
+        })
+        .collect()
 }
 
 /// The card called `name`.
@@ -157,11 +184,7 @@ pub fn download(
     sha256_prefix: &str,
     progress: bool,
 ) -> Result<(), ModelError> {
-    let file_name = dest
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("download");
-    let tmp = dest.with_file_name(format!("{file_name}.partial-{}", std::process::id()));
+    let tmp = crate::fsutil::temp_path(dest);
     let result = download_to(url, &tmp, sha256_prefix, progress);
     match result {
         Ok(()) => std::fs::rename(&tmp, dest).map_err(|e| {

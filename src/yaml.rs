@@ -48,3 +48,8 @@ pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), Strin
     }
     Ok(())
 }
+
+/// Parses a YAML document straight into `T`; the message carries line and column.
+pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}

@@ -7,6 +7,8 @@
 //! keypoints and scores. The full-size W32/W48 comparison is `full_size_parity` (ignored; run by
 //! scripts/parity_hrnet_full.sh).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -17,7 +19,7 @@ use vidpose::nn::Checkpoint;
 use vidpose::person::NUM_KEYPOINTS;
 use vidpose::pose::codec::{to_image, Decoding, HeatmapPeak};
 use vidpose::pose::crop::TopdownAffine;
-use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
+use vidpose::pose::{PoseEstimator, PoseModelConfig, PoseOptions};
 
 /// Heatmaps: max |ours − MMPose| / max |MMPose| over the whole tensor.
 const HEATMAP_REL_TOL: f32 = 1e-4;
@@ -82,36 +84,7 @@ impl Reference {
         let json: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
                 .unwrap();
-        let u = |v: &Value| v.as_u64().unwrap() as usize;
-        let widths: Vec<usize> = json["widths"].as_array().unwrap().iter().map(u).collect();
-        let modules: Vec<usize> = json["num_modules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(u)
-            .collect();
-        let blocks: Vec<usize> = json["num_blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(u)
-            .collect();
-        let input: Vec<usize> = json["input_size"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(u)
-            .collect();
-        let config = PoseModelConfig {
-            backbone: HrNetConfig {
-                stage1_channels: u(&json["stage1_channels"]),
-                stage1_blocks: blocks[0],
-                widths: [widths[0], widths[1], widths[2], widths[3]],
-                num_modules: [modules[1], modules[2], modules[3]],
-                num_blocks: [blocks[1], blocks[2], blocks[3]],
-            },
-            input_size: (input[0] as u32, input[1] as u32),
-        };
+        let config = common::narrow_hrnet_config(&json);
         let tensors =
             candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
                 .unwrap();

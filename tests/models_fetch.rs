@@ -156,3 +156,17 @@ fn cards_list_fetch_and_verify() {
     models::fetch(&card, dir.path(), false).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), body());
 }
+
+#[test]
+fn built_in_cards_are_the_repository_cards_and_the_configurable_models() {
+    let repo_models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert_eq!(
+        models::builtin_cards(),
+        models::load_cards(&repo_models).unwrap()
+    );
+    let names: Vec<String> = models::builtin_cards()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vidpose::config::POSE_MODELS);
+}

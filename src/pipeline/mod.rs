@@ -33,6 +33,8 @@ pub enum PipelineError {
     Boxes(#[from] crate::detect::given::BoxesError),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Model(String),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
 }
@@ -222,7 +224,9 @@ pub fn run(
     config
         .check_available()
         .map_err(PipelineError::Unavailable)?;
-    run_with_pose(config, jobs, None, sink, cancel)
+    let pose = pose_stage::load_pose_model(config).map_err(PipelineError::Model)?;
+    let pose = pose.map(|p| Box::new(p) as Box<dyn pose_stage::PoseModel>);
+    run_with_pose(config, jobs, pose, sink, cancel)
 }
 
 /// Runs the pipeline with the given pose model (none: boxes only).

@@ -168,3 +168,69 @@ impl Stage for PoseStage {
         self.on_idle(out, metrics);
     }
 }
+
+impl PoseModel for crate::pose::PoseEstimator {
+    fn estimate(
+        &mut self,
+        items: &[(&RgbImage, BBox)],
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, String> {
+        crate::pose::PoseEstimator::estimate(self, items).map_err(|e| e.to_string())
+    }
+}
+
+/// The candle device named by `device` (`cpu`, `cuda:N`).
+pub fn candle_device(spec: crate::config::DeviceSpec) -> Result<candle_core::Device, String> {
+    match spec {
+        crate::config::DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
+        crate::config::DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| {
+            format!(
+                "device `cuda:{n}` cannot be used: {e} (CUDA needs a build with `--features cuda`)"
+            )
+        }),
+    }
+}
+
+/// Loads the pose model the configuration names; `None` for `pose.model: none`.
+pub fn load_pose_model(
+    config: &crate::config::Config,
+) -> Result<Option<crate::pose::PoseEstimator>, String> {
+    use crate::pose::{Decoding, PoseEstimator, PoseOptions};
+    let pose = &config.pose;
+    if pose.model == "none" {
+        return Ok(None);
+    }
+    let cards = crate::models::builtin_cards();
+    let card = crate::models::find(&cards, &pose.model).map_err(|e| e.to_string())?;
+    let model_config = card
+        .pose_config()
+        .ok_or_else(|| format!("model card `{}` is not a pose model", card.name))?;
+    let checkpoint = match &pose.checkpoint {
+        Some(path) => path.clone(),
+        None => card.path_in(&pose.models_dir),
+    };
+    if !checkpoint.exists() {
+        return Err(format!(
+            "pose checkpoint {} not found: download it with `vidpose models fetch {}` (into {}), or set pose.checkpoint",
+            checkpoint.display(),
+            card.name,
+            pose.models_dir.display()
+        ));
+    }
+    let decoding = match pose.decode.as_str() {
+        // MMPose's kernel rule for the sigma of each input size (2 at 256x192, 3 at 384x288).
+        "dark" if model_config.input_size.1 >= 384 => Decoding::Dark { blur_kernel: 17 },
+        "dark" => Decoding::Dark { blur_kernel: 11 },
+        _ => Decoding::Msra,
+    };
+    let options = PoseOptions {
+        flip_test: pose.flip_test,
+        decoding,
+        batch_size: pose.batch_size,
+    };
+    let device = candle_device(
+        crate::config::parse_device(&config.device).map_err(|e| format!("device: {e}"))?,
+    )?;
+    let estimator = PoseEstimator::load(&checkpoint, model_config, options, &device)
+        .map_err(|e| format!("pose model `{}`: {e}", card.name))?;
+    Ok(Some(estimator))
+}

@@ -63,3 +63,46 @@ pub fn vidpose() -> std::process::Command {
     c.env("NO_COLOR", "1");
     c
 }
+
+/// The narrow HRNet of the committed fixture, as `reference.json` describes it.
+pub fn narrow_hrnet_config(json: &serde_json::Value) -> vidpose::pose::PoseModelConfig {
+    let list = |key: &str| -> Vec<usize> {
+        json[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let (widths, modules, blocks, input) = (
+        list("widths"),
+        list("num_modules"),
+        list("num_blocks"),
+        list("input_size"),
+    );
+    vidpose::pose::PoseModelConfig {
+        backbone: vidpose::pose::HrNetConfig {
+            stage1_channels: json["stage1_channels"].as_u64().unwrap() as usize,
+            stage1_blocks: blocks[0],
+            widths: [widths[0], widths[1], widths[2], widths[3]],
+            num_modules: [modules[1], modules[2], modules[3]],
+            num_blocks: [blocks[1], blocks[2], blocks[3]],
+        },
+        input_size: (input[0] as u32, input[1] as u32),
+    }
+}
+
+/// The committed narrow HRNet fixture as a ready estimator.
+pub fn narrow_estimator(options: vidpose::pose::PoseOptions) -> vidpose::pose::PoseEstimator {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hrnet");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
+    vidpose::pose::PoseEstimator::load(
+        dir.join("hrnet_w4_zip.pth"),
+        narrow_hrnet_config(&json),
+        options,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap()
+}
