@@ -8,3 +8,4 @@ pub mod geometry;
 pub mod image;
 pub mod person;
 pub mod posetrack;
+pub mod track;
