@@ -339,6 +339,25 @@ def case_mixed(rng):
     return seqs
 
 
+def case_id_reuse(rng):
+    # Person 0 leaves after frame 3 and person 2 enters at frame 5; the prediction gives the newcomer
+    # the leaver's id (a hypothesis moving to an object never matched before), and person 1's id
+    # changes once and changes back.
+    s = Sequence("000901_bonn_test", 10)
+    a = Person(rng, 0, 300, 200, 320, vx=10)
+    b = Person(rng, 1, 900, 220, 330, vx=-5)
+    c = Person(rng, 2, 1500, 180, 300, vx=-10)
+    for f in range(s.nframes):
+        people = ([a.at(rng, f)] if f <= 3 else []) + [b.at(rng, f)] + ([c.at(rng, f)] if f >= 5 else [])
+        s.gt[f] = people
+        preds = []
+        for g in people:
+            tid = {0: 5, 1: 6 if f not in (4, 5) else 8, 2: 5}[g["track_id"]]
+            preds.append(predict(rng, g, tid, noise=0.12, drop=0.05))
+        s.pred[f] = preds
+    return [s]
+
+
 CASES = {
     "perfect": case_perfect,
     "noisy": case_noisy,
@@ -348,6 +367,7 @@ CASES = {
     "empty_frames": case_empty_frames,
     "crowded": case_crowded,
     "mixed": case_mixed,
+    "id_reuse": case_id_reuse,
 }
 
 
