@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::track::{TrackerConfig, TrackerKind};
 use crate::yaml;
 
 #[derive(Debug, thiserror::Error)]
@@ -190,22 +191,6 @@ impl Default for PoseConfig {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct TrackerConfig {
-    /// `given` keeps the track ids of the box source (ground truth) or numbers people within
-    /// each frame.
-    pub kind: String,
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        Self {
-            kind: "given".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
 pub struct RenderConfig {
     /// Write `<name>.mp4` with the results drawn over the frames.
     pub enabled: bool,
@@ -338,10 +323,11 @@ impl Config {
         if self.pose.batch_size == 0 {
             return Err(bad("pose.batch_size", "expected at least 1".into()));
         }
-        if self.tracker.kind != "given" {
+        self.tracker.validate().map_err(|m| bad("tracker", m))?;
+        if self.tracker.kind == TrackerKind::Hungarian && self.pose.model == "none" {
             return Err(bad(
                 "tracker.kind",
-                format!("expected `given`, got `{}`", self.tracker.kind),
+                "`hungarian` links people by their poses and needs a pose model; with `pose.model: none` use `tracker.kind: given`".into(),
             ));
         }
         if !["auto", "h264", "mpeg4"].contains(&self.render.codec.as_str()) {

@@ -64,6 +64,17 @@ impl BBox {
         }
     }
 
+    /// The box size as MMPose's top-down pipeline sees it: grown by `padding` (`GetBBoxCenterScale`,
+    /// 1.25), then widened or heightened to the model's `aspect` = width / height (`TopdownAffine`).
+    pub fn padded_scale(&self, padding: f32, aspect: f32) -> (f32, f32) {
+        let (w, h) = (self.width() * padding, self.height() * padding);
+        if w > h * aspect {
+            (w, w / aspect)
+        } else {
+            (h * aspect, h)
+        }
+    }
+
     /// Clamp to an image of `width` x `height` pixels.
     pub fn clip(&self, width: f32, height: f32) -> BBox {
         BBox::new(

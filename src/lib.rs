@@ -16,5 +16,6 @@ pub mod pipeline;
 pub mod pose;
 pub mod posetrack;
 pub mod render;
+pub mod track;
 pub mod video;
 pub mod yaml;

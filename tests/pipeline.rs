@@ -48,6 +48,7 @@ fn config(out: &Path, boxes: &Path, extra: &[&str]) -> Config {
         format!("detector.boxes='{}'", boxes.display()),
         "pipeline.progress=false".to_string(),
         "pose.model=none".to_string(),
+        "tracker.kind=given".to_string(),
     ];
     overrides.extend(extra.iter().map(|s| s.to_string()));
     Config::load(None, &overrides).unwrap()

@@ -16,7 +16,12 @@ use vidpose::posetrack::PoseTrackFile;
 use vidpose::video::discover;
 
 fn run_with_narrow_model(inputs: &[PathBuf], overrides: &[String], flip: bool) {
-    let config = Config::load(None, overrides).unwrap();
+    let mut overrides = overrides.to_vec();
+    if !overrides.iter().any(|o| o.starts_with("tracker.")) {
+        // Compare every box with the estimator: no NMS, no track births dropping people.
+        overrides.push("tracker.kind=given".into());
+    }
+    let config = Config::load(None, &overrides).unwrap();
     let options = PoseOptions {
         flip_test: flip,
         batch_size: config.pose.batch_size,
@@ -137,4 +142,72 @@ fn real_posetrack_frames_with_ground_truth_boxes() {
         let frames = decode_frames(&root.join(seq));
         check_against_direct(&file, |_| frames[0].clone(), true);
     }
+}
+
+#[test]
+fn hungarian_tracker_keeps_ids_of_people_moving_across_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("walk.mp4");
+    make_mp4(&video, 6, 128, 64, 25.0);
+    let images: Vec<_> = (0..6)
+        .map(|i| serde_json::json!({"id": i, "file_name": format!("walk/{i:06}.jpg")}))
+        .collect();
+    // Two people walking towards each other, two pixels a frame; the right one leaves after
+    // frame 3 and a third one appears in frame 5.
+    let mut anns = Vec::new();
+    for i in 0..6 {
+        let step = 2.0 * i as f64;
+        anns.push(serde_json::json!({"image_id": i, "bbox": [5.0 + step, 4.0, 30.0, 50.0]}));
+        if i <= 3 {
+            anns.push(serde_json::json!({"image_id": i, "bbox": [80.0 - step, 6.0, 30.0, 50.0]}));
+        }
+        if i == 5 {
+            anns.push(serde_json::json!({"image_id": i, "bbox": [90.0, 2.0, 20.0, 40.0]}));
+        }
+    }
+    let boxes = dir.path().join("boxes.json");
+    std::fs::write(
+        &boxes,
+        serde_json::json!({"images": images, "annotations": anns}).to_string(),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    run_with_narrow_model(
+        std::slice::from_ref(&video),
+        &[
+            format!("output.dir='{}'", out.display()),
+            format!("detector.boxes='{}'", boxes.display()),
+            "pipeline.progress=false".into(),
+            "tracker.kind=hungarian".into(),
+            // The random narrow model's scores are low: let every person start a track.
+            "tracker.min_keypoints=0".into(),
+            "tracker.nms_oks_threshold=1.0".into(),
+            "tracker.max_age=0".into(),
+        ],
+        true,
+    );
+    let file = PoseTrackFile::read(&out.join("walk.json")).unwrap();
+    let ids = |frame: u64| -> Vec<(f64, i64)> {
+        let mut v: Vec<(f64, i64)> = file
+            .annotations
+            .iter()
+            .filter(|a| a.image_id == frame)
+            .map(|a| (a.bbox.unwrap()[0], a.track_id.unwrap()))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let first = ids(0);
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0].1, first[1].1);
+    for f in 1..=3 {
+        let now = ids(f);
+        assert_eq!(now[0].1, first[0].1, "left person, frame {f}");
+        assert_eq!(now[1].1, first[1].1, "right person, frame {f}");
+    }
+    assert_eq!(ids(4), vec![(13.0, first[0].1)]);
+    let last = ids(5);
+    assert_eq!(last[0].1, first[0].1);
+    // A newcomer gets a fresh id, never one used before in the video.
+    assert!(last[1].1 != first[0].1 && last[1].1 != first[1].1);
 }

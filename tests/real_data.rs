@@ -61,7 +61,7 @@ fn run_on_a_posetrack_sequence_with_its_annotation_as_boxes() {
         .arg(out.path())
         .arg("--set")
         .arg(format!("detector.boxes={}", ann.display()))
-        .args(["--set", "pose.model=none"])
+        .args(["--set", "pose.model=none", "--set", "tracker.kind=given"])
         .arg("--metrics-json")
         .arg(out.path().join("metrics.json"))
         .current_dir(out.path())
@@ -111,7 +111,7 @@ fn posetrack_root_with_automatic_boxes() {
         .arg(data.join("posetrack18/images/val"))
         .arg("-o")
         .arg(out.path())
-        .args(["--set", "pose.model=none"])
+        .args(["--set", "pose.model=none", "--set", "tracker.kind=given"])
         .current_dir(out.path())
         .output()
         .unwrap();

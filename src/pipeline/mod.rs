@@ -250,7 +250,12 @@ pub fn run_with_pose(
             std::time::Duration::from_millis(config.pose.batch_timeout_ms),
         )));
     }
-    middle.push(Box::new(stages::GivenTrackStage));
+    middle.push(match config.tracker.kind {
+        crate::track::TrackerKind::Given => Box::new(stages::GivenTrackStage),
+        crate::track::TrackerKind::Hungarian => {
+            Box::new(stages::HungarianTrackStage::new(config.tracker.clone()))
+        }
+    });
     let settings = SourceSettings {
         image_fps: config.input.image_fps,
         decode_threads: config.input.decode_threads,

@@ -246,3 +246,59 @@ pub fn output_paths(
         render.then(|| dir.join(format!("{}.mp4", job.name))),
     )
 }
+
+/// Links people across frames with the Hungarian tracker, one tracker per video. A video
+/// whose tracker fails (more tracks than PoseTrack ids allow) ends with that error.
+pub struct HungarianTrackStage {
+    config: crate::track::TrackerConfig,
+    tracker: Option<crate::track::Tracker>,
+    failure: Option<String>,
+}
+
+impl HungarianTrackStage {
+    pub fn new(config: crate::track::TrackerConfig) -> Self {
+        Self {
+            config,
+            tracker: None,
+            failure: None,
+        }
+    }
+}
+
+impl Stage for HungarianTrackStage {
+    fn name(&self) -> &'static str {
+        "track"
+    }
+
+    fn needs_order(&self) -> bool {
+        true
+    }
+
+    fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        match msg {
+            Msg::Start(v) => {
+                // Ids start again at 0 in every video.
+                self.tracker = Some(crate::track::Tracker::new(self.config.clone()));
+                self.failure = None;
+                out.push(Msg::Start(v));
+            }
+            Msg::Frame(mut frame) => {
+                metrics.batches += 1;
+                if let (Some(tracker), None) = (self.tracker.as_mut(), &self.failure) {
+                    if let Err(e) = tracker.update(&mut frame.persons) {
+                        self.failure = Some(format!("tracking: {e}"));
+                    }
+                }
+                out.push(Msg::Frame(frame));
+            }
+            Msg::End(v, outcome) => {
+                let outcome = match (outcome, self.failure.take()) {
+                    (Ok(()), Some(e)) => Err(e),
+                    (outcome, _) => outcome,
+                };
+                self.tracker = None;
+                out.push(Msg::End(v, outcome));
+            }
+        }
+    }
+}

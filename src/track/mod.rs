@@ -1,0 +1,13 @@
+//! Linking poses across the frames of a video into tracks.
+//!
+//! Per frame: OKS-NMS removes duplicate poses ([`nms`]), then [`Tracker::update`] matches the poses
+//! to the live tracks by OKS and box IoU ([`similarity`]) with an optimal assignment, starts tracks
+//! for the poses left over and ends tracks unseen for too long.
+
+pub mod nms;
+pub mod similarity;
+pub mod tracker;
+
+pub use tracker::{
+    apply_keypoint_threshold, TrackError, Tracker, TrackerConfig, TrackerKind, MAX_TRACK_ID,
+};
