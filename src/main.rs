@@ -37,6 +37,22 @@ enum Command {
     Bench(BenchCommand),
     /// List, download and check the published checkpoints (model cards in models/*.yaml).
     Models(ModelsArgs),
+    /// Score PoseTrack 2018 predictions as the official evaluator (poseval) does: per-joint AP
+    /// (PCKh@0.5) and MOTA/MOTP/precision/recall.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Folder of ground-truth files, one `<seq>.json` per sequence.
+    #[arg(long, value_name = "DIR")]
+    gt: PathBuf,
+    /// Folder of prediction files with the same names (a `vidpose run` output folder).
+    #[arg(long, value_name = "DIR")]
+    pred: PathBuf,
+    /// Also write every metric, per joint and total, as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -244,6 +260,29 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
+fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let report = vidpose::posetrack::eval::evaluate_dirs(&args.gt, &args.pred)?;
+    println!(
+        "{} sequence(s), {} labeled frame(s)\n\nAverage Precision (AP) metric:",
+        report.num_sequences, report.num_frames
+    );
+    print!("{}", report.ap_table());
+    match (report.mot_table(), &report.mot) {
+        (Some(table), _) => {
+            println!("\nMultiple Object Tracking (MOT) metrics:");
+            print!("{table}");
+        }
+        (None, Err(why)) => eprintln!("\nno tracking metrics: {why}"),
+        (None, Ok(_)) => {}
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report.to_json())?;
+        vidpose::fsutil::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("{}: cannot write the metrics", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn models(args: ModelsArgs) -> Result<ExitCode> {
     let cards = models::builtin_cards();
     let chosen = |names: &[String]| -> Result<Vec<&models::ModelCard>> {
@@ -362,6 +401,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Models(args) => models(args),
+        Command::Eval(args) => eval(args),
         Command::Bench(BenchCommand::Pose {
             checkpoint,
             model,
