@@ -67,14 +67,25 @@ fn check_against_direct(
     }
 }
 
+/// An annotation file with `frames` images of `video` and the given annotations.
+fn write_boxes(dir: &Path, video: &str, frames: u64, anns: Vec<serde_json::Value>) -> PathBuf {
+    let images: Vec<_> = (0..frames)
+        .map(|i| serde_json::json!({"id": i, "file_name": format!("{video}/{i:06}.jpg")}))
+        .collect();
+    let path = dir.join("boxes.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"images": images, "annotations": anns}).to_string(),
+    )
+    .unwrap();
+    path
+}
+
 #[test]
 fn every_box_of_every_frame_gets_keypoints() {
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("clip.mp4");
     make_mp4(&video, 5, 96, 64, 25.0);
-    let images: Vec<_> = (0..5)
-        .map(|i| serde_json::json!({"id": i, "file_name": format!("clip/{i:06}.jpg")}))
-        .collect();
     let anns: Vec<_> = (0..5)
         .flat_map(|i| {
             [
@@ -83,12 +94,7 @@ fn every_box_of_every_frame_gets_keypoints() {
             ]
         })
         .collect();
-    let boxes = dir.path().join("boxes.json");
-    std::fs::write(
-        &boxes,
-        serde_json::json!({"images": images, "annotations": anns}).to_string(),
-    )
-    .unwrap();
+    let boxes = write_boxes(dir.path(), "clip", 5, anns);
     let out = dir.path().join("out");
     for flip in [false, true] {
         run_with_narrow_model(
@@ -149,9 +155,6 @@ fn hungarian_tracker_keeps_ids_of_people_moving_across_frames() {
     let dir = tempfile::tempdir().unwrap();
     let video = dir.path().join("walk.mp4");
     make_mp4(&video, 6, 128, 64, 25.0);
-    let images: Vec<_> = (0..6)
-        .map(|i| serde_json::json!({"id": i, "file_name": format!("walk/{i:06}.jpg")}))
-        .collect();
     // Two people walking towards each other, two pixels a frame; the right one leaves after
     // frame 3 and a third one appears in frame 5.
     let mut anns = Vec::new();
@@ -165,12 +168,7 @@ fn hungarian_tracker_keeps_ids_of_people_moving_across_frames() {
             anns.push(serde_json::json!({"image_id": i, "bbox": [90.0, 2.0, 20.0, 40.0]}));
         }
     }
-    let boxes = dir.path().join("boxes.json");
-    std::fs::write(
-        &boxes,
-        serde_json::json!({"images": images, "annotations": anns}).to_string(),
-    )
-    .unwrap();
+    let boxes = write_boxes(dir.path(), "walk", 6, anns);
     let out = dir.path().join("out");
     run_with_narrow_model(
         std::slice::from_ref(&video),
