@@ -496,3 +496,25 @@ fn cancel_stops_cleanly_and_completes_nothing() {
         "decoding went on after the cancel: {decoded} frames"
     );
 }
+
+#[test]
+fn a_frame_listed_in_the_annotation_file_but_missing_fails_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("seq");
+    make_jpeg_folder(&seq, &[0, 1, 2]);
+    let boxes = dir.path().join("b.json");
+    boxes_file(&boxes, "seq", 4);
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &[]),
+        std::slice::from_ref(&seq),
+        default_sink(),
+    );
+    assert_eq!(report.failed.len(), 1);
+    let reason = &report.failed[0].1;
+    assert!(
+        reason.contains("number 3") && reason.contains(&boxes.display().to_string()),
+        "{reason}"
+    );
+    assert!(!out.join("seq.json").exists());
+}

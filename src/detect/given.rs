@@ -273,6 +273,18 @@ impl GivenBoxes {
         self.images.get(&(seq.to_string(), number))
     }
 
+    /// Frame numbers of `seq` listed in the annotation file's `images`, sorted.
+    pub fn listed_frames(&self, seq: &str) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .images
+            .keys()
+            .filter(|(s, _)| s == seq)
+            .map(|(_, n)| *n)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Frame numbers of `seq` that carry boxes, sorted.
     pub fn frames_with_boxes(&self, seq: &str) -> Vec<u64> {
         let mut v: Vec<u64> = self

@@ -68,6 +68,42 @@ pub fn posetrack_annotation_for(job: &VideoJob) -> Option<PathBuf> {
     )
 }
 
+/// A PoseTrack submission needs every frame the annotation file lists: a listed frame missing
+/// from the folder fails the sequence (the evaluator would reject its output); frames the file
+/// does not list are only worth a warning.
+fn frames_mismatch(
+    boxes: &GivenBoxes,
+    name: &str,
+    files: &[(u64, std::path::PathBuf)],
+) -> Option<String> {
+    let listed = boxes.listed_frames(name);
+    if listed.is_empty() {
+        return None;
+    }
+    let on_disk: std::collections::HashSet<u64> = files.iter().map(|f| f.0).collect();
+    let missing: Vec<u64> = listed
+        .iter()
+        .copied()
+        .filter(|n| !on_disk.contains(n))
+        .collect();
+    if let Some(first) = missing.first() {
+        return Some(format!(
+            "{}: lists {} frame(s) of `{name}` that the folder does not have (first: number {first}); the output would not pair with the annotation file",
+            boxes.source().display(),
+            missing.len()
+        ));
+    }
+    if listed.len() < files.len() {
+        tracing::warn!(
+            "{name}: the folder has {} frames, {} lists {}; the extra frames are written too",
+            files.len(),
+            boxes.source().display(),
+            listed.len()
+        );
+    }
+    None
+}
+
 /// Decides, per job, its outputs, its boxes, and whether it can run at all.
 fn plan(
     config: &Config,
@@ -145,6 +181,13 @@ fn plan(
                 }
             }
         };
+        if let (Some(boxes), crate::video::SourceKind::ImageFolder { files, .. }) =
+            (&boxes, &job.kind)
+        {
+            if let Some(p) = frames_mismatch(boxes, &job.name, files) {
+                problem.get_or_insert(p);
+            }
+        }
         planned.push(PlannedVideo {
             meta: VideoMeta {
                 id,
