@@ -101,6 +101,118 @@ impl Affine {
     }
 }
 
+/// MMPose `GetBBoxCenterScale`: box centre and `padding` x its size, `([cx, cy], [sw, sh])`.
+pub fn bbox_center_scale(bbox: &BBox, padding: f32) -> ([f32; 2], [f32; 2]) {
+    let (cx, cy) = bbox.center();
+    (
+        [cx, cy],
+        [(bbox.x2 - bbox.x1) * padding, (bbox.y2 - bbox.y1) * padding],
+    )
+}
+
+/// Grow the shorter side of a box scale so that width / height equals `aspect` (MMPose's
+/// `_fix_aspect_ratio`, used by `TopdownAffine`).
+pub fn fix_aspect_ratio(scale: [f32; 2], aspect: f32) -> [f32; 2] {
+    let [w, h] = scale;
+    if w > h * aspect {
+        [w, w / aspect]
+    } else {
+        [h * aspect, h]
+    }
+}
+
+/// The top-down crop transform of MMPose's `get_warp_matrix` (rotation 0, no shift, fixed
+/// aspect): maps the centre to the middle of a `out_w` x `out_h` output and scales by
+/// `out_w / scale[0]`. Built, as MMPose does, from three corresponding points in f32, so the
+/// result matches the reference to the last bits.
+/// `None` for a degenerate (zero or non-finite) scale.
+pub fn topdown_warp_matrix(
+    center: [f32; 2],
+    scale: [f32; 2],
+    out_w: u32,
+    out_h: u32,
+) -> Option<[f64; 6]> {
+    let sw = scale[0];
+    let (dw, dh) = (out_w as f32, out_h as f32);
+    // MMPose 1.x places the second point half a width to the left of the centre (its 0.x
+    // placed it above); the third is the second rotated about it, all rounded to f32.
+    let src0 = center;
+    let src1 = [center[0] + (-0.5 * sw), center[1]];
+    let dst0 = [dw * 0.5, dh * 0.5];
+    let dst1 = [dst0[0] + (-0.5 * dw), dst0[1]];
+    // third point: rotate (a - b) by 90 degrees around b
+    let third = |a: [f32; 2], b: [f32; 2]| {
+        let d = [a[0] - b[0], a[1] - b[1]];
+        [b[0] - d[1], b[1] + d[0]]
+    };
+    let src = [src0, src1, third(src0, src1)];
+    let dst = [dst0, dst1, third(dst0, dst1)];
+    solve_affine(&src, &dst)
+}
+
+/// The affine map taking three `src` points to three `dst` points, solved as OpenCV's
+/// `getAffineTransform` does: the 6x6 system (rows `[x y 1 0 0 0]` and `[0 0 0 x y 1]` per
+/// point) by Gaussian elimination with partial pivoting in f64. Crops of large frames sample
+/// far from the origin, where a last-bit difference in the matrix flips pixel roundings.
+fn solve_affine(src: &[[f32; 2]; 3], dst: &[[f32; 2]; 3]) -> Option<[f64; 6]> {
+    let mut a = [[0f64; 6]; 6];
+    let mut b = [0f64; 6];
+    for i in 0..3 {
+        let (x, y) = (src[i][0] as f64, src[i][1] as f64);
+        a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0];
+        a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0];
+        b[2 * i] = dst[i][0] as f64;
+        b[2 * i + 1] = dst[i][1] as f64;
+    }
+    let n = 6;
+    for col in 0..n {
+        let mut pivot = col;
+        for r in col + 1..n {
+            if a[r][col].abs() > a[pivot][col].abs() {
+                pivot = r;
+            }
+        }
+        let p = a[pivot][col].abs();
+        if p.is_nan() || p < f64::EPSILON * 100.0 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let neg_inv = -1.0 / a[col][col];
+        let pivot_row = a[col];
+        for r in col + 1..n {
+            let f = a[r][col] * neg_inv;
+            for (x, p) in a[r][col + 1..].iter_mut().zip(&pivot_row[col + 1..]) {
+                *x += f * p;
+            }
+            b[r] += f * b[col];
+        }
+        // keep the reciprocal pivot for back-substitution
+        a[col][col] = -neg_inv;
+    }
+    for r in (0..n).rev() {
+        let mut s = b[r];
+        for c in r + 1..n {
+            s -= a[r][c] * b[c];
+        }
+        b[r] = s * a[r][r];
+    }
+    b.iter().all(|v| v.is_finite()).then_some(b)
+}
+
+/// Inverse of a 2x3 affine map in f64, computed like `cv2.invertAffineTransform`.
+pub fn invert_affine_f64(m: &[f64; 6]) -> Option<[f64; 6]> {
+    let det = m[0] * m[4] - m[1] * m[3];
+    if det == 0.0 || !det.is_finite() {
+        return None;
+    }
+    let d = 1.0 / det;
+    let (a11, a22, a12, a21) = (m[4] * d, m[0] * d, -m[1] * d, -m[3] * d);
+    let b1 = -a11 * m[2] - a12 * m[5];
+    let b2 = -a21 * m[2] - a22 * m[5];
+    Some([a11, a12, b1, a21, a22, b2])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +231,22 @@ mod tests {
         let b = BBox::from_xywh([1.0, 2.0, 3.0, 4.0]);
         assert_eq!(b, BBox::new(1.0, 2.0, 4.0, 6.0));
         assert_eq!(b.to_xywh(), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn topdown_warp_maps_center_to_middle() {
+        let (c, s) = bbox_center_scale(&BBox::new(10.0, 20.0, 110.0, 220.0), 1.25);
+        assert_eq!(c, [60.0, 120.0]);
+        let s = fix_aspect_ratio(s, 0.75);
+        assert_eq!(s, [187.5, 250.0]);
+        let m = topdown_warp_matrix(c, s, 192, 256).unwrap();
+        let x = m[0] * 60.0 + m[1] * 120.0 + m[2];
+        let y = m[3] * 60.0 + m[4] * 120.0 + m[5];
+        assert!((x - 96.0).abs() < 1e-9 && (y - 128.0).abs() < 1e-9);
+        assert!((m[0] - 192.0 / 187.5).abs() < 1e-12 && m[1].abs() < 1e-12);
+        let inv = invert_affine_f64(&m).unwrap();
+        assert!((inv[0] * 96.0 + inv[2] - 60.0).abs() < 1e-9);
+        assert!(topdown_warp_matrix(c, [0.0, 0.0], 192, 256).is_none());
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! Model cards (`models/*.yaml`) and checkpoint download/verification.
+//!
+//! A card names one published checkpoint: architecture, input size, URL and the sha256 prefix
+//! that MMLab puts in the file name. `fetch` downloads to `<file>.partial-<pid>` next to the
+//! destination, hashes while writing, and renames only when the hash prefix matches, so a
+//! checkpoint under its final name is always complete. HTTP(S) transfers go through the system
+//! `curl` (TLS without extra crates); `file://` URLs are copied.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::pose::{HrNetConfig, PoseModelConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("model card {path}: {source}")]
+    Card {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("unknown model `{name}`; known: {known}")]
+    Unknown { name: String, known: String },
+    #[error("downloading {url}: {reason}")]
+    Download { url: String, reason: String },
+    #[error("{url}: sha256 starts with {got}, expected {expected}; download discarded")]
+    HashMismatch {
+        url: String,
+        got: String,
+        expected: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
+    move |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One `models/<name>.yaml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub task: String,
+    /// `hrnet-w32`, `hrnet-w48`, ...
+    pub architecture: String,
+    /// Model input (width, height).
+    pub input_size: (u32, u32),
+    pub url: String,
+    /// File name under the models directory.
+    pub file: String,
+    /// Leading hex digits of the file's sha256.
+    pub sha256_prefix: String,
+    #[serde(default)]
+    pub mmpose_config: Option<String>,
+}
+
+impl ModelCard {
+    /// The pose model this card describes, for `hrnet-wN` pose cards.
+    pub fn pose_config(&self) -> Option<PoseModelConfig> {
+        let width: usize = self.architecture.strip_prefix("hrnet-w")?.parse().ok()?;
+        (self.task == "pose").then(|| PoseModelConfig {
+            backbone: HrNetConfig::with_width(width),
+            input_size: self.input_size,
+        })
+    }
+
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.file)
+    }
+}
+
+/// All cards in `dir` (`*.yaml`), sorted by name.
+pub fn load_cards(dir: &Path) -> Result<Vec<ModelCard>, ModelError> {
+    let mut cards = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let card = serde_yaml::from_str(&text).map_err(|source| ModelError::Card {
+            path: path.clone(),
+            source,
+        })?;
+        cards.push(card);
+    }
+    cards.sort_by(|a: &ModelCard, b| a.name.cmp(&b.name));
+    Ok(cards)
+}
+
+/// The card called `name`.
+pub fn find<'a>(cards: &'a [ModelCard], name: &str) -> Result<&'a ModelCard, ModelError> {
+    cards
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| ModelError::Unknown {
+            name: name.to_string(),
+            known: cards
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// State of a card's checkpoint in a models directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    Missing,
+    Ok { sha256: String },
+    Mismatch { sha256: String },
+}
+
+/// Hash the checkpoint of `card` in `dir` and compare with the card.
+pub fn verify(card: &ModelCard, dir: &Path) -> Result<Verified, ModelError> {
+    let path = card.path_in(dir);
+    if !path.exists() {
+        return Ok(Verified::Missing);
+    }
+    let mut f = std::fs::File::open(&path).map_err(io_err(&path))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io_err(&path))?;
+    let sha256 = hex(&h.finalize());
+    Ok(if sha256.starts_with(&card.sha256_prefix.to_lowercase()) {
+        Verified::Ok { sha256 }
+    } else {
+        Verified::Mismatch { sha256 }
+    })
+}
+
+/// Download `card`'s checkpoint into `dir` unless a verified copy is there; returns its path.
+pub fn fetch(card: &ModelCard, dir: &Path, progress: bool) -> Result<PathBuf, ModelError> {
+    let dest = card.path_in(dir);
+    if let Verified::Ok { .. } = verify(card, dir)? {
+        return Ok(dest);
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    download(&card.url, &dest, &card.sha256_prefix, progress)?;
+    Ok(dest)
+}
+
+/// Download `url` to `dest` through a temporary file in the same directory; the file appears
+/// under `dest` only when complete and its sha256 starts with `sha256_prefix`.
+pub fn download(
+    url: &str,
+    dest: &Path,
+    sha256_prefix: &str,
+    progress: bool,
+) -> Result<(), ModelError> {
+    let file_name = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("download");
+    let tmp = dest.with_file_name(format!("{file_name}.partial-{}", std::process::id()));
+    let result = download_to(url, &tmp, sha256_prefix, progress);
+    match result {
+        Ok(()) => std::fs::rename(&tmp, dest).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io_err(dest)(e)
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn download_to(
+    url: &str,
+    tmp: &Path,
+    sha256_prefix: &str,
+    progress: bool,
+) -> Result<(), ModelError> {
+    let fail = |reason: String| ModelError::Download {
+        url: url.to_string(),
+        reason,
+    };
+    let mut out = std::fs::File::create(tmp).map_err(io_err(tmp))?;
+    let mut hasher = Sha256::new();
+    let (mut reader, total, mut child): (Box<dyn Read>, Option<u64>, Option<std::process::Child>) =
+        if let Some(path) = url.strip_prefix("file://") {
+            let f = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), len, None)
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let mut child = Command::new("curl")
+                .args([
+                    "--fail",
+                    "--silent",
+                    "--show-error",
+                    "--location",
+                    "--retry",
+                    "2",
+                    "--",
+                    url,
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| fail(format!("cannot run curl: {e}")))?;
+            let stdout = child.stdout.take().expect("piped stdout");
+            (Box::new(stdout), content_length(url), Some(child))
+        } else {
+            return Err(fail(
+                "only http://, https:// and file:// URLs are supported".into(),
+            ));
+        };
+    let bar = if progress {
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    let copy = (|| -> std::io::Result<()> {
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            bar.inc(n as u64);
+        }
+    })();
+    drop(reader);
+    if let Some(mut child) = child.take() {
+        let status = child.wait().map_err(|e| fail(e.to_string()))?;
+        if !status.success() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            bar.abandon();
+            return Err(fail(format!("curl {status}: {}", err.trim())));
+        }
+    }
+    copy.map_err(|e| fail(e.to_string()))?;
+    out.sync_all().map_err(io_err(tmp))?;
+    bar.finish();
+    let got = hex(&hasher.finalize());
+    let expected = sha256_prefix.to_lowercase();
+    if !got.starts_with(&expected) {
+        return Err(ModelError::HashMismatch {
+            url: url.to_string(),
+            got: got[..expected.len().min(got.len())].to_string(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// Size announced by the server (for the progress bar); `None` when unknown.
+fn content_length(url: &str) -> Option<u64> {
+    let out = Command::new("curl")
+        .args(["--silent", "--head", "--location", "--", url])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,300 @@
+//! `PoseEstimator`: boxes on frames in, 17 PoseTrack keypoints per box out.
+//!
+//! Crops from any number of frames are stacked into batches of `PoseOptions::batch_size`
+//! (the flip test doubles each batch: the mirrored crops ride along in the same forward pass).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Module, Tensor};
+
+use crate::geometry::BBox;
+use crate::image::RgbImage;
+use crate::nn::checkpoint::{Checkpoint, CheckpointError};
+use crate::person::{Keypoint, NUM_KEYPOINTS};
+use crate::pose::codec::{self, Decoding};
+use crate::pose::crop::{normalize_into, CropBox, TopdownAffine};
+use crate::pose::head::HeatmapHead;
+use crate::pose::hrnet::{HrNet, HrNetConfig};
+use crate::posetrack::FLIP_INDICES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoseError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("loading pose model from {path}: {source}")]
+    Load {
+        path: String,
+        source: candle_core::Error,
+    },
+    #[error("pose model forward pass: {0}")]
+    Forward(#[from] candle_core::Error),
+}
+
+/// Architecture and input size of a top-down HRNet model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoseModelConfig {
+    pub backbone: HrNetConfig,
+    /// Model input (width, height): (192, 256) or (288, 384) for the seed models.
+    pub input_size: (u32, u32),
+}
+
+impl PoseModelConfig {
+    pub fn w32_256x192() -> Self {
+        Self {
+            backbone: HrNetConfig::w32(),
+            input_size: (192, 256),
+        }
+    }
+    pub fn w32_384x288() -> Self {
+        Self {
+            backbone: HrNetConfig::w32(),
+            input_size: (288, 384),
+        }
+    }
+    pub fn w48_256x192() -> Self {
+        Self {
+            backbone: HrNetConfig::w48(),
+            input_size: (192, 256),
+        }
+    }
+    pub fn w48_384x288() -> Self {
+        Self {
+            backbone: HrNetConfig::w48(),
+            input_size: (288, 384),
+        }
+    }
+
+    /// Heatmap (width, height): a quarter of the input.
+    pub fn heatmap_size(&self) -> (usize, usize) {
+        (
+            self.input_size.0 as usize / 4,
+            self.input_size.1 as usize / 4,
+        )
+    }
+}
+
+/// Test-time options (the PoseTrack18 configs: flip test on, MSRA decoding).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoseOptions {
+    pub flip_test: bool,
+    pub decoding: Decoding,
+    /// Crops per forward pass (before flip doubling).
+    pub batch_size: usize,
+}
+
+impl Default for PoseOptions {
+    fn default() -> Self {
+        Self {
+            flip_test: true,
+            decoding: Decoding::Msra,
+            batch_size: 8,
+        }
+    }
+}
+
+pub struct PoseEstimator {
+    backbone: HrNet,
+    head: HeatmapHead,
+    config: PoseModelConfig,
+    crop: TopdownAffine,
+    options: PoseOptions,
+    device: Device,
+}
+
+/// One instance's decoded result plus its merged heatmaps (for parity checks).
+#[derive(Debug, Clone)]
+pub struct PoseOutput {
+    pub keypoints: [Keypoint; NUM_KEYPOINTS],
+    pub crop: Option<CropBox>,
+    /// `K x H x W` heatmaps the decoder saw (flip-averaged when flip test is on); empty for a
+    /// degenerate box.
+    pub heatmaps: Vec<f32>,
+}
+
+impl PoseEstimator {
+    /// Load an MMPose checkpoint (.pth zip or legacy, or .safetensors; 0.x or 1.x keys).
+    pub fn load(
+        checkpoint: impl AsRef<Path>,
+        config: PoseModelConfig,
+        options: PoseOptions,
+        device: &Device,
+    ) -> Result<Self, PoseError> {
+        let ckpt = Checkpoint::open(checkpoint)?;
+        Self::from_checkpoint(&ckpt, config, options, device)
+    }
+
+    /// Build from an opened checkpoint; every tensor in it must be used by the model.
+    pub fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config: PoseModelConfig,
+        options: PoseOptions,
+        device: &Device,
+    ) -> Result<Self, PoseError> {
+        let vb = ckpt.var_builder(DType::F32, device);
+        let load_err = |source| PoseError::Load {
+            path: ckpt.path().display().to_string(),
+            source,
+        };
+        let backbone = HrNet::new(vb.pp("backbone"), &config.backbone).map_err(load_err)?;
+        let head = HeatmapHead::new(vb.pp("head"), config.backbone.out_channels(), NUM_KEYPOINTS)
+            .map_err(load_err)?;
+        ckpt.check_all_used()?;
+        Ok(Self {
+            backbone,
+            head,
+            crop: TopdownAffine::new(config.input_size.0, config.input_size.1),
+            config,
+            options: PoseOptions {
+                batch_size: options.batch_size.max(1),
+                ..options
+            },
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &PoseModelConfig {
+        &self.config
+    }
+
+    pub fn options(&self) -> &PoseOptions {
+        &self.options
+    }
+
+    pub fn set_options(&mut self, options: PoseOptions) {
+        self.options = PoseOptions {
+            batch_size: options.batch_size.max(1),
+            ..options
+        };
+    }
+
+    /// Backbone + head on a normalised NCHW batch → (N, 17, H/4, W/4) heatmaps.
+    pub fn forward(&self, input: &Tensor) -> candle_core::Result<Tensor> {
+        self.head.forward(&self.backbone.forward(input)?)
+    }
+
+    /// Keypoints in image pixels for each `(frame, box)`, in input order.
+    ///
+    /// A degenerate box (zero area or non-finite coordinates) has no crop: its keypoints are
+    /// all at the box centre with score 0. A box partly or wholly outside the frame is cropped
+    /// with a black border, as MMPose does, and decoded normally.
+    pub fn estimate(
+        &self,
+        items: &[(&RgbImage, BBox)],
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, PoseError> {
+        Ok(self
+            .estimate_detailed(items)?
+            .into_iter()
+            .map(|o| o.keypoints)
+            .collect())
+    }
+
+    /// [`estimate`](Self::estimate) with crops and heatmaps.
+    pub fn estimate_detailed(
+        &self,
+        items: &[(&RgbImage, BBox)],
+    ) -> Result<Vec<PoseOutput>, PoseError> {
+        let (iw, ih) = (
+            self.config.input_size.0 as usize,
+            self.config.input_size.1 as usize,
+        );
+        let (hw, hh) = self.config.heatmap_size();
+        let k = NUM_KEYPOINTS;
+        let mut outputs: Vec<PoseOutput> = items
+            .iter()
+            .map(|(_, b)| {
+                let (cx, cy) = b.center();
+                PoseOutput {
+                    keypoints: [Keypoint {
+                        x: cx,
+                        y: cy,
+                        score: 0.0,
+                    }; NUM_KEYPOINTS],
+                    crop: None,
+                    heatmaps: Vec::new(),
+                }
+            })
+            .collect();
+        // crops for the boxes that have one
+        let mut valid = Vec::new();
+        for (i, (img, b)) in items.iter().enumerate() {
+            let cb = self.crop.crop_box(b);
+            if let Some(pixels) = self.crop.warp(img, &cb) {
+                outputs[i].crop = Some(cb);
+                valid.push((i, pixels));
+            }
+        }
+        let plane = 3 * iw * ih;
+        for chunk in valid.chunks(self.options.batch_size) {
+            let n = chunk.len();
+            let copies = if self.options.flip_test { 2 } else { 1 };
+            let mut input = vec![0f32; copies * n * plane];
+            for (j, (_, pixels)) in chunk.iter().enumerate() {
+                normalize_into(pixels, iw, ih, false, &mut input[j * plane..][..plane]);
+                if self.options.flip_test {
+                    normalize_into(pixels, iw, ih, true, &mut input[(n + j) * plane..][..plane]);
+                }
+            }
+            let x = Tensor::from_vec(input, (copies * n, 3, ih, iw), &self.device)?;
+            let hm = self
+                .forward(&x)?
+                .to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?;
+            let hm = hm.flatten_all()?.to_vec1::<f32>()?;
+            let per = k * hh * hw;
+            for (j, (i, _)) in chunk.iter().enumerate() {
+                let plain = &hm[j * per..][..per];
+                let merged = if self.options.flip_test {
+                    codec::merge_flipped(
+                        plain,
+                        &hm[(n + j) * per..][..per],
+                        k,
+                        hh,
+                        hw,
+                        &FLIP_INDICES,
+                    )
+                } else {
+                    plain.to_vec()
+                };
+                let peaks = codec::decode(&merged, k, hh, hw, self.options.decoding);
+                let cb = outputs[*i].crop.expect("valid crops have a box");
+                for (kp, p) in outputs[*i].keypoints.iter_mut().zip(&peaks) {
+                    let (x, y) = codec::to_image(p, self.config.input_size, (hw, hh), &cb);
+                    *kp = Keypoint {
+                        x,
+                        y,
+                        score: p.score,
+                    };
+                }
+                outputs[*i].heatmaps = merged;
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Time `runs` forward passes (backbone + head, no pre/post-processing) on a random batch
+    /// of `batch` inputs after `warmup` untimed ones. For benchmarks.
+    pub fn time_forward(
+        &self,
+        batch: usize,
+        warmup: usize,
+        runs: usize,
+    ) -> Result<Vec<Duration>, PoseError> {
+        let (iw, ih) = (
+            self.config.input_size.0 as usize,
+            self.config.input_size.1 as usize,
+        );
+        let x = Tensor::randn(0f32, 1.0, (batch, 3, ih, iw), &self.device)?;
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..warmup + runs {
+            let t0 = Instant::now();
+            let y = self.forward(&x)?;
+            // make sure asynchronous devices have finished
+            y.sum_all()?.to_scalar::<f32>()?;
+            if i >= warmup {
+                times.push(t0.elapsed());
+            }
+        }
+        Ok(times)
+    }
+}
