@@ -1,3 +1,4 @@
-//! Person detection: boxes given in files (and, later, Cascade R-CNN).
+//! Person detection: boxes given in files, or MMDetection's Cascade R-CNN.
 
 pub mod given;
+pub mod ops;
