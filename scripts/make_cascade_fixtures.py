@@ -94,8 +94,180 @@ def ops_fixtures():
     print('wrote', os.path.join(FIX, 'ops.json'))
 
 
+# --------------------------------------------------------------------------- models
+# Narrow variants: MMDetection's own ResNet / ResNeXt / FPN / RPN / cascade head code at a
+# fraction of the width, so that weights and intermediates fit in the repository. Stage depths
+# (1, 1, 2, 1) are registered as "depth 14" in the backbones' tables.
+NARROW = {
+    'narrow_r': dict(type='ResNet', depth=14, base_channels=4),
+    'narrow_x': dict(type='ResNeXt', depth=14, base_channels=4, groups=4, base_width=2),
+}
+NARROW_FPN, NARROW_FC, NARROW_SCALE = 8, 16, (240, 160)
+CROP = (700, 300, 256, 192)   # x, y, w, h of the frame crop fed to the narrow models
+CFG_R50 = 'configs/cascade_rcnn/cascade-rcnn_r50_fpn_20e_coco.py'
+
+
+def _mmdet_cfg(rel):
+    import mmdet
+    from mmengine.config import Config
+    return Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', rel))
+
+
+def _narrow_cfg(backbone):
+    from mmdet.models.backbones.resnet import Bottleneck, ResNet
+    from mmdet.models.backbones.resnext import Bottleneck as XBottleneck, ResNeXt
+    ResNet.arch_settings[14] = (Bottleneck, (1, 1, 2, 1))
+    ResNeXt.arch_settings[14] = (XBottleneck, (1, 1, 2, 1))
+    cfg = _mmdet_cfg(CFG_R50)
+    m = cfg.model
+    m.backbone.update(backbone)
+    m.backbone.init_cfg = None
+    c = [backbone['base_channels'] * 4 << i for i in range(4)]
+    m.neck.in_channels = c
+    m.neck.out_channels = NARROW_FPN
+    m.rpn_head.in_channels = NARROW_FPN
+    m.rpn_head.feat_channels = NARROW_FPN
+    m.roi_head.bbox_roi_extractor.out_channels = NARROW_FPN
+    for h in m.roi_head.bbox_head:
+        h.in_channels = NARROW_FPN
+        h.fc_out_channels = NARROW_FC
+    for p in cfg.test_dataloader.dataset.pipeline:
+        if p['type'] == 'Resize':
+            p['scale'] = NARROW_SCALE
+    return cfg
+
+
+def _frame_bgr():
+    import cv2
+    img = cv2.imread(FRAME)
+    assert img is not None, FRAME
+    return img
+
+
+def _preprocess(model, img):
+    import copy
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+    pipe = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
+    pipe[0].type = 'mmdet.LoadImageFromNDArray'
+    data = Compose(pipe)(dict(img=img, img_id=0))
+    return model.data_preprocessor(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False)
+
+
+@torch.no_grad()
+def _make_alive(model, img):
+    """Random weights that still detect something: randomised BN affine + statistics measured
+    on the image, output layers rescaled to a useful spread (like refenv's cascade_reference.py),
+    then every parameter rounded to a float16 value so the fixture can be stored as f16."""
+    from mmdet.apis import inference_detector
+    from torch.nn.modules.batchnorm import _BatchNorm
+    g = torch.Generator().manual_seed(1)
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    for bn in bns:
+        bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.2)
+    x = _preprocess(model, img)['inputs']
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    model.backbone(torch.cat([x, x.flip(-1)]))
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+    mods = dict(model.named_modules())
+    targets = {'rpn_head.rpn_conv': 1.0, 'rpn_head.rpn_cls': 2.0, 'rpn_head.rpn_reg': 0.3}
+    for i in range(3):
+        targets[f'roi_head.bbox_head.{i}.fc_cls'] = 2.5
+        targets[f'roi_head.bbox_head.{i}.fc_reg'] = 1.0
+    for name, t in targets.items():       # in order: each measured after the previous fix
+        outs = []
+        h = mods[name].register_forward_hook(lambda m, i, o: outs.append(o.flatten()))
+        inference_detector(model, img)
+        h.remove()
+        mods[name].weight.mul_(t / torch.cat(outs).std())
+        mods[name].bias.copy_(torch.randn(mods[name].bias.shape, generator=g) * 0.1 * t)
+    for v in model.state_dict().values():
+        if v.is_floating_point():
+            v.copy_(v.half().float())
+
+
+@torch.no_grad()
+def _run_traced(model, img):
+    from mmdet.apis import inference_detector
+    got, hooks = {}, []
+    rh = model.roi_head
+    orig = model.rpn_head.predict
+
+    def rpn_predict(*a, **k):
+        out = orig(*a, **k)
+        got['proposals'] = torch.cat([out[0].bboxes, out[0].scores[:, None]], 1).clone()
+        return out
+    model.rpn_head.predict = rpn_predict
+    hooks.append(model.neck.register_forward_hook(
+        lambda m, i, o: got.update({f'fpn{k}': t.clone() for k, t in enumerate(o)})))
+    for i in range(len(rh.bbox_head)):
+        hooks.append(rh.bbox_roi_extractor[i].register_forward_hook(
+            lambda m, inp, o, i=i: got.update({f'stage{i}_rois': inp[1][:, 1:].clone(),
+                                                f'stage{i}_roi_feats': o.clone()})))
+        hooks.append(rh.bbox_head[i].register_forward_hook(
+            lambda m, inp, o, i=i: got.update({f'stage{i}_cls': o[0].clone(),
+                                                f'stage{i}_deltas': o[1].clone()})))
+    try:
+        res = inference_detector(model, img)
+    finally:
+        for h in hooks:
+            h.remove()
+        del model.rpn_head.predict
+    pi = res.pred_instances
+    got['det_bboxes'] = pi.bboxes
+    got['det_scores'] = pi.scores
+    got['det_labels'] = pi.labels.float()
+    got['img_shape'] = torch.tensor(res.metainfo['img_shape'], dtype=torch.float32)
+    got['scale_factor'] = torch.tensor(res.metainfo['scale_factor'], dtype=torch.float64)
+    return got
+
+
 def model_fixtures():
-    raise NotImplementedError
+    import cv2
+    from mmdet.apis import init_detector
+    from safetensors.torch import save_file
+    from mmengine.logging import MMLogger
+    import logging
+    x0, y0, w, h = CROP
+    crop = np.ascontiguousarray(_frame_bgr()[y0:y0 + h, x0:x0 + w])
+    rgb = torch.from_numpy(np.ascontiguousarray(crop[:, :, ::-1]))
+    os.makedirs(FIX, exist_ok=True)
+    # what OpenCV's resize makes of the crop (checks the Rust resize on its own)
+    nh, nw = 160, 213
+    resized = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    up = cv2.resize(crop[:20, :16], (61, 45), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+    save_file({'image_rgb': rgb, 'resized_rgb': torch.from_numpy(np.ascontiguousarray(resized)),
+               'upscaled_rgb': torch.from_numpy(np.ascontiguousarray(up))},
+              os.path.join(FIX, 'frame_crop.safetensors'),
+              metadata={'source': os.path.relpath(FRAME, REPO), 'crop_xywh': json.dumps(CROP)})
+    for name, backbone in NARROW.items():
+        cfg = _narrow_cfg(backbone)
+        torch.manual_seed(0)
+        model = init_detector(cfg, None, device='cpu')
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
+        model.init_weights()
+        _make_alive(model, crop)
+        sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file({k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()},
+                  os.path.join(FIX, f'{name}.safetensors'),
+                  metadata={'config': CFG_R50, 'backbone': json.dumps(backbone),
+                            'fpn': str(NARROW_FPN), 'fc': str(NARROW_FC),
+                            'scale': json.dumps(NARROW_SCALE)})
+        got = _run_traced(model, crop)
+        keep = {k: v for k, v in got.items() if not k.endswith('roi_feats')}
+        for i in range(3):   # the class logits of the first rows are enough to check the head
+            keep[f'stage{i}_cls'] = got[f'stage{i}_cls'][:32]
+        keep = {k: v.contiguous() for k, v in keep.items()}
+        save_file(keep, os.path.join(FIX, f'{name}_ref.safetensors'))
+        n = sum(v.numel() for v in sd.values())
+        print(f'{name}: {n} parameters, {len(got["proposals"])} proposals, '
+              f'{len(got["det_scores"])} detections, top scores {got["det_scores"][:5].tolist()}')
 
 
 def full_reference(arch, out):
