@@ -270,8 +270,46 @@ def model_fixtures():
               f'{len(got["det_scores"])} detections, top scores {got["det_scores"][:5].tolist()}')
 
 
+FULL_CFGS = {
+    'r50': 'configs/cascade_rcnn/cascade-rcnn_r50_fpn_20e_coco.py',
+    'x101': 'configs/cascade_rcnn/cascade-rcnn_x101_64x4d_fpn_20e_coco.py',
+}
+
+
 def full_reference(arch, out):
-    raise NotImplementedError
+    """The published architecture, random-initialised and calibrated on the whole 1920x1080
+    PoseTrack frame (as the narrow fixtures are; refenv's own random checkpoints saturate the
+    RPN on this frame: every proposal scores exactly 1.0, so their order is arbitrary), saved
+    as a published-layout .pth, plus the reference intermediates on that frame."""
+    import time
+    from mmdet.apis import init_detector
+    from safetensors.torch import save_file
+    from mmengine.logging import MMLogger
+    import logging
+    home = os.environ.get('REFENV_HOME', os.path.expanduser('~/refenv'))
+    out = out or os.path.join(home, 'out')
+    os.makedirs(out, exist_ok=True)
+    img = _frame_bgr()
+    torch.manual_seed(0)
+    model = init_detector(_mmdet_cfg(FULL_CFGS[arch]), None, device='cpu')
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+    model.init_weights()
+    t0 = time.perf_counter()
+    _make_alive(model, img)
+    print(f'{arch}: calibrated in {time.perf_counter() - t0:.0f} s')
+    ckpt = os.path.join(out, f'cascade_rcnn_{arch}_vidpose_random.pth')
+    sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    torch.save({'state_dict': sd, 'meta': {'config': FULL_CFGS[arch], 'seed': 0}}, ckpt)
+    t0 = time.perf_counter()
+    got = _run_traced(model, img)
+    print(f'{arch}: traced inference {time.perf_counter() - t0:.1f} s, '
+          f'{len(got["proposals"])} proposals, {len(got["det_scores"])} detections, '
+          f'{int((got["proposals"][:, 4] == 1).sum())} proposals scoring exactly 1')
+    got = {k: v.contiguous() for k, v in got.items() if not k.endswith('roi_feats')}
+    got['image_rgb'] = torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1]))
+    path = os.path.join(out, f'cascade_{arch}_full_ref.safetensors')
+    save_file(got, path)
+    print('wrote', ckpt, path)
 
 
 def main():
