@@ -164,7 +164,7 @@ fn introsort(v: &mut [(f32, usize)]) {
             v[base + hole] = v[base + child];
             hole = child;
         }
-        if len % 2 == 0 && child == (len.saturating_sub(2)) / 2 && len >= 2 {
+        if len.is_multiple_of(2) && child == (len.saturating_sub(2)) / 2 && len >= 2 {
             child = 2 * (child + 1);
             v[base + hole] = v[base + child - 1];
             hole = child - 1;
