@@ -14,6 +14,8 @@ home=${REFENV_HOME:-$HOME/refenv}
 py=${PY:-$home/venv/bin/python}
 out=${OUT_DIR:-$home/out}
 "$py" "$here/scripts/make_cascade_fixtures.py" full --arch "$arch" --out "$out"
+# float64 FPN levels: puts the float32 differences in context
+"$py" "$here/scripts/make_cascade_fixtures.py" f64 --arch "$arch" --out "$out"
 cd "$here"
 VIDPOSE_CASCADE_FULL="$out" VIDPOSE_CASCADE_ARCH="$arch" \
 VIDPOSE_CASCADE_CKPT="$out/cascade_rcnn_${arch}_vidpose_random.pth" \

@@ -4,6 +4,8 @@
   python scripts/make_cascade_fixtures.py model   # narrow random models -> tests/fixtures/cascade/*.safetensors
   python scripts/make_cascade_fixtures.py full --arch r50 --out DIR
                                                   # full-size intermediates on a PoseTrack frame (not committed)
+  python scripts/make_cascade_fixtures.py f64 --arch r50 --out DIR
+                                                  # the same model's FPN levels in float64 (context for f32 noise)
 
 Run with the reference environment's interpreter (../shared/refenv, ~/refenv/venv/bin/python).
 The ops use the genuine mmcv CPU kernels (build/mmcv_mini_ext), not a stand-in.
@@ -312,9 +314,31 @@ def full_reference(arch, out):
     print('wrote', ckpt, path)
 
 
+def full_f64(arch, out):
+    """FPN levels of the full-size model computed in float64, to put the float32 differences
+    in context (how far PyTorch's own float32 result is from it)."""
+    from mmdet.apis import init_detector
+    from safetensors.torch import save_file
+    home = os.environ.get('REFENV_HOME', os.path.expanduser('~/refenv'))
+    out = out or os.path.join(home, 'out')
+    ckpt = os.path.join(out, f'cascade_rcnn_{arch}_vidpose_random.pth')
+    model = init_detector(_mmdet_cfg(FULL_CFGS[arch]), ckpt, device='cpu')
+    x = _preprocess(model, _frame_bgr())['inputs']
+    with torch.no_grad():
+        f32 = model.extract_feat(x)
+        model.double()
+        f64 = model.extract_feat(x.double())
+    got = {}
+    for i, (a, b) in enumerate(zip(f32, f64)):
+        e = ((a.double() - b).abs().max() / b.abs().max()).item()
+        print(f'P{i + 2}: PyTorch float32 vs float64, relative error {e:.2e}')
+        got[f'fpn{i}_f64'] = b.contiguous()
+    save_file(got, os.path.join(out, f'cascade_{arch}_full_f64.safetensors'))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('what', choices=['ops', 'model', 'full'])
+    ap.add_argument('what', choices=['ops', 'model', 'full', 'f64'])
     ap.add_argument('--arch', default='r50')
     ap.add_argument('--out', default=None)
     args = ap.parse_args()
@@ -323,8 +347,10 @@ def main():
         ops_fixtures()
     elif args.what == 'model':
         model_fixtures()
-    else:
+    elif args.what == 'full':
         full_reference(args.arch, args.out)
+    else:
+        full_f64(args.arch, args.out)
 
 
 if __name__ == '__main__':

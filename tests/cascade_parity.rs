@@ -226,7 +226,17 @@ fn check_against(
     for (i, p) in trace.fpn.iter().enumerate() {
         let want = &r[&format!("fpn{i}")];
         let e = rel_err(p, want);
-        println!("P{}: {:?}, relative error {e:.2e}", i + 2, p.dims());
+        print!("P{}: {:?}, relative error {e:.2e}", i + 2, p.dims());
+        // with a float64 evaluation of the reference, how far each float32 result is from it
+        if let Some(exact) = r.get(&format!("fpn{i}_f64")) {
+            let exact = exact.to_dtype(DType::F32).unwrap();
+            print!(
+                " (vs float64: vidpose {:.2e}, PyTorch float32 {:.2e})",
+                rel_err(p, &exact),
+                rel_err(want, &exact)
+            );
+        }
+        println!();
         if e > 1e-4 {
             fail(format!("P{}: relative error {e:.2e} > 1e-4", i + 2));
         }
@@ -414,7 +424,11 @@ fn full_size() {
     };
     let ckpt = std::env::var("VIDPOSE_CASCADE_CKPT").expect("VIDPOSE_CASCADE_CKPT");
     let model = CascadeRcnn::load(&ckpt, &cfg, &Device::Cpu).unwrap();
-    let r = load(format!("{dir}/cascade_{arch}_full_ref.safetensors"));
+    let mut r = load(format!("{dir}/cascade_{arch}_full_ref.safetensors"));
+    let f64_path = format!("{dir}/cascade_{arch}_full_f64.safetensors");
+    if Path::new(&f64_path).exists() {
+        r.extend(load(f64_path));
+    }
     let t = std::time::Instant::now();
     check_against(&model, &image(&r["image_rgb"]), &r, None);
     println!("{arch}: compared in {:.1} s", t.elapsed().as_secs_f32());
