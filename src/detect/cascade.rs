@@ -191,6 +191,16 @@ impl CascadeRcnn {
         &self.cfg
     }
 
+    /// The region proposal network (for running it on given features).
+    pub fn rpn(&self) -> &RpnHead {
+        &self.rpn
+    }
+
+    /// The cascade box head (for running it on given features and proposals).
+    pub fn roi_head(&self) -> &CascadeRoiHead {
+        &self.roi_head
+    }
+
     /// All detections (every class, score > 0.05, at most 100), best first.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
         Ok(self.detect_with_trace(img)?.detections)
