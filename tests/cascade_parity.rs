@@ -338,12 +338,20 @@ fn check_against(
         .collect();
     let gs: Vec<f32> = dets.iter().map(|d| d.score).collect();
     compare("detections", &got, &want, &gs, &ws, &[], Some(0.5));
-    let label_mismatch = dets
+    // a reference detection whose box is found here only under another class (rows of one
+    // box with near-equal scores for two classes may swap places, so rows are not compared
+    // by index)
+    let label_mismatch = want
         .iter()
         .zip(&wl)
-        .filter(|(d, &l)| d.label != l as usize)
+        .filter(|(w, &l)| {
+            !dets.iter().any(|d| {
+                let g = [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2];
+                d.label == l as usize && iou(&g, w) > 0.99
+            })
+        })
         .count();
-    println!("detections: {label_mismatch} label differences");
+    println!("detections: {label_mismatch} without a same-class partner");
     if label_mismatch > 1 {
         fail(format!("{label_mismatch} labels differ"));
     }
