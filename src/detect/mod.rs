@@ -1,3 +1,14 @@
-//! Person detection: boxes given in files (and, later, Cascade R-CNN).
+//! Person detection: boxes given in files, or MMDetection's Cascade R-CNN.
 
+pub mod box_coder;
+pub mod cascade;
+pub mod fpn;
 pub mod given;
+mod layers;
+pub mod ops;
+pub mod preprocess;
+pub mod resnet;
+pub mod roi_head;
+pub mod rpn;
+
+pub use cascade::{CascadeRcnn, CascadeRcnnConfig, DetectError, Detection};

@@ -111,6 +111,12 @@ impl ConvBn {
         }
     }
 
+    /// The folded weight and bias, for layers that run through another kernel (e.g. a grouped
+    /// convolution, whose weight is `[c_out, c_in/groups, k, k]`).
+    pub fn folded(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+
     pub fn out_channels(&self) -> usize {
         self.weight.dim(0).unwrap_or(0)
     }

@@ -1,0 +1,297 @@
+//! MMDetection's Cascade R-CNN with an FPN (Cai & Vasconcelos, "Cascade R-CNN: Delving into
+//! High Quality Object Detection", <https://arxiv.org/abs/1712.00726>), loading MMDetection
+//! checkpoints as published (`backbone.`, `neck.`, `rpn_head.`, `roi_head.bbox_head.{0,1,2}.`).
+//!
+//! image → [`preprocess`] → [`ResNet`] C2..C5 → [`Fpn`] P2..P6 → [`RpnHead`] proposals →
+//! [`CascadeRoiHead`] (three stages on P2..P5) → boxes in original image pixels.
+//!
+//! Input sizes: any image of at least 1x1 pixel is accepted and resized to fit 1333x800
+//! (small images are enlarged). An image so elongated that one side would resize to 0
+//! pixels, or one with more than [`MAX_PIXELS`], is rejected with an error.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::fpn::Fpn;
+use super::preprocess::{preprocess, rescaled_size, ImageMeta, PreprocessConfig};
+use super::resnet::{ResNet, ResNetConfig};
+use super::roi_head::{CascadeRoiHead, RoiHeadConfig, StageTrace};
+use super::rpn::{Proposals, RpnConfig, RpnHead};
+use crate::geometry::BBox;
+use crate::image::RgbImage;
+use crate::nn::{Checkpoint, CheckpointError};
+use crate::person::Person;
+
+/// Frames larger than this (width·height) are rejected rather than resized: 64 Mpx.
+pub const MAX_PIXELS: usize = 1 << 26;
+
+/// COCO class index of "person" (MMDetection label 0).
+pub const PERSON: usize = 0;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CascadeRcnnConfig {
+    pub backbone: ResNetConfig,
+    pub fpn_channels: usize,
+    /// Width of the RPN's 3x3 conv.
+    pub rpn_channels: usize,
+    pub rpn: RpnConfig,
+    pub roi_head: RoiHeadConfig,
+    pub preprocess: PreprocessConfig,
+}
+
+impl CascadeRcnnConfig {
+    /// `cascade_rcnn_r50_fpn_*_coco`.
+    pub fn r50() -> Self {
+        Self::with_backbone(ResNetConfig::resnet50())
+    }
+
+    /// `cascade_rcnn_x101_64x4d_fpn_20e_coco` (the detector MMPose's PoseTrack18 results use).
+    pub fn x101() -> Self {
+        Self::with_backbone(ResNetConfig::resnext101_64x4d())
+    }
+
+    fn with_backbone(backbone: ResNetConfig) -> Self {
+        Self {
+            backbone,
+            fpn_channels: 256,
+            rpn_channels: 256,
+            rpn: RpnConfig::default(),
+            roi_head: RoiHeadConfig::mmdet(256, 1024),
+            preprocess: PreprocessConfig::default(),
+        }
+    }
+
+    /// A narrow model with the same structure, for small test fixtures: `base_channels`
+    /// stem/stage-1 planes, `groups` (1 = ResNet), FPN/RPN width `fpn`, FC width `fc`, and
+    /// the test scale `(long, short)`.
+    pub fn narrow(
+        blocks: [usize; 4],
+        base_channels: usize,
+        groups: usize,
+        base_width: usize,
+        fpn: usize,
+        fc: usize,
+        scale: (usize, usize),
+    ) -> Self {
+        Self {
+            backbone: ResNetConfig {
+                blocks,
+                base_channels,
+                groups,
+                base_width,
+            },
+            fpn_channels: fpn,
+            rpn_channels: fpn,
+            rpn: RpnConfig::default(),
+            roi_head: RoiHeadConfig::mmdet(fpn, fc),
+            preprocess: PreprocessConfig {
+                scale,
+                pad_divisor: 32,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{path}: cannot build Cascade R-CNN from this checkpoint: {source}")]
+    Load {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
+    #[error("image {width}x{height} has no pixels or its data ({len} bytes) does not match")]
+    BadImage { width: u32, height: u32, len: usize },
+    #[error("image {width}x{height} is too large for the detector (at most {MAX_PIXELS} pixels)")]
+    TooLarge { width: u32, height: u32 },
+    #[error("image {width}x{height} is too elongated: it resizes to {new_w}x{new_h}")]
+    Degenerate {
+        width: u32,
+        height: u32,
+        new_w: usize,
+        new_h: usize,
+    },
+    #[error("detector forward pass failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// One detection in original image pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    pub bbox: BBox,
+    pub score: f32,
+    /// COCO class index (0 = person).
+    pub label: usize,
+}
+
+/// Everything the network computed for one image (parity checks, debugging).
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub meta: ImageMeta,
+    pub input: Tensor,
+    /// P2..P6.
+    pub fpn: Vec<Tensor>,
+    pub proposals: Proposals,
+    pub stages: Vec<StageTrace>,
+    pub detections: Vec<Detection>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CascadeRcnn {
+    backbone: ResNet,
+    neck: Fpn,
+    rpn: RpnHead,
+    roi_head: CascadeRoiHead,
+    cfg: CascadeRcnnConfig,
+    device: Device,
+}
+
+impl CascadeRcnn {
+    /// Builds the model from a checkpoint-rooted `VarBuilder` (keys `backbone.…` etc.).
+    pub fn new(vb: VarBuilder, cfg: &CascadeRcnnConfig) -> candle_core::Result<Self> {
+        let b = &cfg.backbone;
+        let c_outs: Vec<usize> = (0..4).map(|i| b.out_channels(i)).collect();
+        Ok(Self {
+            backbone: ResNet::new(vb.pp("backbone"), b)?,
+            neck: Fpn::new(vb.pp("neck"), &c_outs, cfg.fpn_channels)?,
+            rpn: RpnHead::new(
+                vb.pp("rpn_head"),
+                cfg.fpn_channels,
+                cfg.rpn_channels,
+                cfg.rpn.clone(),
+            )?,
+            roi_head: CascadeRoiHead::new(vb.pp("roi_head"), cfg.roi_head.clone())?,
+            cfg: cfg.clone(),
+            device: vb.device().clone(),
+        })
+    }
+
+    /// Loads a `.pth` (zip or legacy) or safetensors checkpoint; every tensor in it must be
+    /// used, so a checkpoint of another architecture fails naming the offending key.
+    pub fn load(
+        path: impl AsRef<Path>,
+        cfg: &CascadeRcnnConfig,
+        device: &Device,
+    ) -> Result<Self, DetectError> {
+        let path = path.as_ref();
+        let ckpt = Checkpoint::open(path)?;
+        let vb = ckpt.var_builder(DType::F32, device);
+        let model = Self::new(vb, cfg).map_err(|source| DetectError::Load {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ckpt.check_all_used()?;
+        Ok(model)
+    }
+
+    pub fn config(&self) -> &CascadeRcnnConfig {
+        &self.cfg
+    }
+
+    /// The region proposal network (for running it on given features).
+    pub fn rpn(&self) -> &RpnHead {
+        &self.rpn
+    }
+
+    /// The cascade box head (for running it on given features and proposals).
+    pub fn roi_head(&self) -> &CascadeRoiHead {
+        &self.roi_head
+    }
+
+    /// All detections (every class, score > 0.05, at most 100), best first.
+    pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        Ok(self.detect_with_trace(img)?.detections)
+    }
+
+    /// Persons scoring at least `score_threshold`, best first.
+    pub fn detect_persons(
+        &self,
+        img: &RgbImage,
+        score_threshold: f32,
+    ) -> Result<Vec<Person>, DetectError> {
+        Ok(self
+            .detect(img)?
+            .into_iter()
+            .filter(|d| d.label == PERSON && d.score >= score_threshold)
+            .map(|d| Person::from_box(d.bbox, d.score))
+            .collect())
+    }
+
+    fn check(&self, img: &RgbImage) -> Result<(), DetectError> {
+        let (w, h) = (img.width as usize, img.height as usize);
+        if w == 0 || h == 0 || img.data.len() != w * h * 3 {
+            return Err(DetectError::BadImage {
+                width: img.width,
+                height: img.height,
+                len: img.data.len(),
+            });
+        }
+        if w.saturating_mul(h) > MAX_PIXELS {
+            return Err(DetectError::TooLarge {
+                width: img.width,
+                height: img.height,
+            });
+        }
+        let (new_w, new_h) = rescaled_size(w, h, self.cfg.preprocess.scale);
+        if new_w == 0 || new_h == 0 {
+            return Err(DetectError::Degenerate {
+                width: img.width,
+                height: img.height,
+                new_w,
+                new_h,
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Self::detect`] keeping the intermediate results.
+    pub fn detect_with_trace(&self, img: &RgbImage) -> Result<Trace, DetectError> {
+        self.check(img)?;
+        let (input, meta) = preprocess(img, &self.cfg.preprocess, &self.device)?;
+        let feats = self.backbone.forward(&input)?;
+        let fpn = self.neck.forward(&feats)?;
+        drop(feats);
+        let proposals = self.rpn.forward(&fpn, meta.img_shape)?;
+        if proposals.boxes.is_empty() {
+            return Ok(Trace {
+                meta,
+                input,
+                fpn,
+                proposals,
+                stages: Vec::new(),
+                detections: Vec::new(),
+            });
+        }
+        let n_roi_levels = self.cfg.roi_head.strides.len();
+        let out = self
+            .roi_head
+            .forward(&fpn[..n_roi_levels], &proposals.boxes, meta.img_shape)?;
+        // back to original pixels: multiply by the reciprocal scale, as the reference does
+        let (sx, sy) = (
+            (1.0 / meta.scale_factor.0) as f32,
+            (1.0 / meta.scale_factor.1) as f32,
+        );
+        let detections = out
+            .boxes
+            .iter()
+            .zip(&out.scores)
+            .zip(&out.labels)
+            .map(|((b, &score), &label)| Detection {
+                bbox: BBox::new(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy),
+                score,
+                label,
+            })
+            .collect();
+        Ok(Trace {
+            meta,
+            input,
+            fpn,
+            proposals,
+            stages: out.stages,
+            detections,
+        })
+    }
+}
