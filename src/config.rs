@@ -138,6 +138,8 @@ pub struct DetectorConfig {
     /// Boxes scoring below this are dropped.
     pub score_threshold: f32,
     pub checkpoint: PathBuf,
+    /// Backbone of the Cascade R-CNN checkpoint: `x101` (ResNeXt-101 64x4d) or `r50`.
+    pub backbone: String,
     pub batch_size: usize,
 }
 
@@ -151,6 +153,7 @@ impl Default for DetectorConfig {
             checkpoint: PathBuf::from(
                 "models/cascade_rcnn_x101_64x4d_fpn_20e_coco_20200509_224357-051557b1.pth",
             ),
+            backbone: "x101".into(),
             batch_size: 1,
         }
     }
@@ -301,8 +304,20 @@ impl Config {
                 ),
             ));
         }
-        if self.detector.batch_size == 0 {
-            return Err(bad("detector.batch_size", "expected at least 1".into()));
+        if self.detector.batch_size != 1 {
+            return Err(bad(
+                "detector.batch_size",
+                format!(
+                    "only 1 is supported so far, got {}",
+                    self.detector.batch_size
+                ),
+            ));
+        }
+        if !["x101", "r50"].contains(&self.detector.backbone.as_str()) {
+            return Err(bad(
+                "detector.backbone",
+                format!("expected `x101` or `r50`, got `{}`", self.detector.backbone),
+            ));
         }
         if self.pose.model != "none" && !POSE_MODELS.contains(&self.pose.model.as_str()) {
             return Err(bad(
@@ -356,14 +371,6 @@ impl Config {
                 "pipeline.max_frames_in_flight",
                 "expected at least 1".into(),
             ));
-        }
-        Ok(())
-    }
-
-    /// Which models are usable in this build; a clear error for the rest.
-    pub fn check_available(&self) -> Result<(), String> {
-        if self.detector.kind == DetectorKind::CascadeRcnn {
-            return Err("detector.kind `cascade_rcnn`: the Cascade R-CNN detector is not available yet in this version of vidpose; use `detector.kind: boxes` with an annotation or detection file".into());
         }
         Ok(())
     }

@@ -137,10 +137,13 @@ fn bad_overrides() {
 }
 
 #[test]
-fn models_not_built_yet_say_so() {
-    let c = Config::load(None, &["detector.kind=cascade_rcnn".into()]).unwrap();
-    assert!(c
-        .check_available()
+fn detector_settings_are_checked() {
+    let e = Config::load(None, &["detector.backbone=r101".into()])
         .unwrap_err()
-        .contains("not available yet"));
+        .to_string();
+    assert!(e.contains("detector.backbone"), "{e}");
+    let e = Config::load(None, &["detector.batch_size=4".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("detector.batch_size"), "{e}");
 }

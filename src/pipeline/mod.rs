@@ -32,8 +32,6 @@ pub enum PipelineError {
     #[error(transparent)]
     Boxes(#[from] crate::detect::given::BoxesError),
     #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
     Model(String),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
@@ -264,18 +262,53 @@ pub fn run(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
-    config
-        .check_available()
-        .map_err(PipelineError::Unavailable)?;
+    let detector = load_detector(config).map_err(PipelineError::Model)?;
     let pose = pose_stage::load_pose_model(config).map_err(PipelineError::Model)?;
     let pose = pose.map(|p| Box::new(p) as Box<dyn pose_stage::PoseModel>);
-    run_with_pose(config, jobs, pose, sink, cancel)
+    run_with_models(config, jobs, detector, pose, sink, cancel)
 }
 
-/// Runs the pipeline with the given pose model (none: boxes only).
+/// Loads the Cascade R-CNN when `detector.kind` asks for it.
+fn load_detector(config: &Config) -> Result<Option<crate::detect::CascadeRcnn>, String> {
+    if config.detector.kind != DetectorKind::CascadeRcnn {
+        return Ok(None);
+    }
+    let path = &config.detector.checkpoint;
+    if !path.exists() {
+        return Err(format!(
+            "detector checkpoint {} not found: download MMDetection's cascade_rcnn_{}_fpn checkpoint (see models/README.md) or set detector.checkpoint",
+            path.display(),
+            config.detector.backbone
+        ));
+    }
+    let cfg = match config.detector.backbone.as_str() {
+        "r50" => crate::detect::CascadeRcnnConfig::r50(),
+        _ => crate::detect::CascadeRcnnConfig::x101(),
+    };
+    let device = pose_stage::candle_device(
+        crate::config::parse_device(&config.device).map_err(|e| format!("device: {e}"))?,
+    )?;
+    crate::detect::CascadeRcnn::load(path, &cfg, &device)
+        .map(Some)
+        .map_err(|e| format!("detector: {e}"))
+}
+
+/// Runs the pipeline with the given pose model (none: boxes only) and boxes from files.
 pub fn run_with_pose(
     config: &Config,
     jobs: Vec<VideoJob>,
+    pose: Option<Box<dyn pose_stage::PoseModel>>,
+    sink: Box<dyn FrameSink>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, PipelineError> {
+    run_with_models(config, jobs, None, pose, sink, cancel)
+}
+
+/// Runs the pipeline with explicit models: a detector (none: boxes from files) and a pose model.
+pub fn run_with_models(
+    config: &Config,
+    jobs: Vec<VideoJob>,
+    detector: Option<crate::detect::CascadeRcnn>,
     pose: Option<Box<dyn pose_stage::PoseModel>>,
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
@@ -285,7 +318,13 @@ pub fn run_with_pose(
     let planned = plan(config, jobs, &mut report)?;
     let cap = config.pipeline.channel_capacity;
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
-    let mut middle: Vec<Box<dyn Stage>> = vec![Box::new(stages::GivenBoxesStage::default())];
+    let mut middle: Vec<Box<dyn Stage>> = match detector {
+        Some(model) => vec![Box::new(stages::CascadeStage::new(
+            model,
+            config.detector.score_threshold,
+        ))],
+        None => vec![Box::new(stages::GivenBoxesStage::default())],
+    };
     if let Some(model) = pose {
         middle.push(Box::new(pose_stage::PoseStage::new(
             model,

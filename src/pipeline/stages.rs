@@ -302,3 +302,59 @@ impl Stage for HungarianTrackStage {
         }
     }
 }
+
+/// Person boxes from the Cascade R-CNN detector, one frame at a time. A frame the detector
+/// fails on fails its video.
+pub struct CascadeStage {
+    model: crate::detect::CascadeRcnn,
+    score_threshold: f32,
+    failure: Option<String>,
+}
+
+impl CascadeStage {
+    pub fn new(model: crate::detect::CascadeRcnn, score_threshold: f32) -> Self {
+        Self {
+            model,
+            score_threshold,
+            failure: None,
+        }
+    }
+}
+
+impl Stage for CascadeStage {
+    fn name(&self) -> &'static str {
+        "detect"
+    }
+
+    fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        match msg {
+            Msg::Start(v) => {
+                self.failure = None;
+                out.push(Msg::Start(v));
+            }
+            Msg::Frame(mut frame) => {
+                metrics.batches += 1;
+                if self.failure.is_none() {
+                    match self
+                        .model
+                        .detect_persons(&frame.decoded.image, self.score_threshold)
+                    {
+                        Ok(persons) => frame.persons = persons,
+                        Err(e) => {
+                            self.failure =
+                                Some(format!("detection, frame {}: {e}", frame.decoded.number))
+                        }
+                    }
+                }
+                out.push(Msg::Frame(frame));
+            }
+            Msg::End(v, outcome) => {
+                let outcome = match (outcome, self.failure.take()) {
+                    (Ok(()), Some(e)) => Err(e),
+                    (outcome, _) => outcome,
+                };
+                out.push(Msg::End(v, outcome));
+            }
+        }
+    }
+}
