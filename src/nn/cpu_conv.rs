@@ -32,6 +32,54 @@ thread_local! {
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on this thread's im2col buffer, sized to `len`: reused across calls so the hot
+/// path does not allocate.
+pub(crate) fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLUMNS.with(|buf| {
+        let mut cols = buf.borrow_mut();
+        cols.resize(len, 0.0);
+        f(&mut cols[..len])
+    })
+}
+
+/// `dst += weight · cols`, all row-major: `dst` is `rows x p`, `weight` `rows x kk`, `cols`
+/// `kk x p` (only its first `kk·p` values are read).
+pub(crate) fn gemm_accumulate(dst: &mut [f32], weight: &[f32], cols: &[f32], p: usize, kk: usize) {
+    let rows = dst.len() / p;
+    assert!(cols.len() >= kk * p && dst.len() == rows * p && weight.len() == rows * kk);
+    // SAFETY: dst is rows x p, weight rows x kk, cols kk x p, all row-major and in bounds
+    // (checked above); dst does not alias the inputs.
+    unsafe {
+        gemm(
+            rows,
+            p,
+            kk,
+            dst.as_mut_ptr(),
+            1,
+            p as isize,
+            true,
+            weight.as_ptr(),
+            1,
+            kk as isize,
+            cols.as_ptr(),
+            1,
+            p as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+pub(crate) fn relu_in_place(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = x.max(0.0);
+    }
+}
+
 impl CpuConv {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -61,6 +109,11 @@ impl CpuConv {
         (f(h), f(w))
     }
 
+    /// `(kernel, stride, padding)`.
+    fn geometry(&self) -> (usize, usize, usize) {
+        (self.k, self.stride, self.pad)
+    }
+
     /// One image: `img` is `[c_in, h, w]`, `dst` is `[c_out, oh, ow]`; `residual`, shaped like
     /// `dst`, is added before the optional ReLU. With `split`, the output channels are shared
     /// out over rayon's threads (for batches smaller than the thread count).
@@ -86,7 +139,7 @@ impl CpuConv {
                 img
             } else {
                 let mut c = vec![0f32; kk * p];
-                self.im2col(img, h, w, oh, ow, &mut c);
+                im2col(img, self.c_in, h, w, self.geometry(), oh, ow, &mut c);
                 owned = c;
                 &owned
             };
@@ -101,11 +154,9 @@ impl CpuConv {
         } else if direct {
             self.rows(img, p, 0, dst, residual, relu);
         } else {
-            COLUMNS.with(|buf| {
-                let mut cols = buf.borrow_mut();
-                cols.resize(kk * p, 0.0);
-                self.im2col(img, h, w, oh, ow, &mut cols);
-                self.rows(&cols, p, 0, dst, residual, relu);
+            with_columns(kk * p, |cols| {
+                im2col(img, self.c_in, h, w, self.geometry(), oh, ow, cols);
+                self.rows(cols, p, 0, dst, residual, relu);
             });
         }
     }
@@ -139,80 +190,63 @@ impl CpuConv {
             }
         }
         let weight = &self.weight[co0 * kk..(co0 + n_rows) * kk];
-        assert!(cols.len() >= kk * p && dst.len() == n_rows * p);
-        // SAFETY: dst is n_rows x p, weight n_rows x kk, cols kk x p, all row-major and in
-        // bounds (checked above); dst does not alias the inputs.
-        unsafe {
-            gemm(
-                n_rows,
-                p,
-                kk,
-                dst.as_mut_ptr(),
-                1,
-                p as isize,
-                true,
-                weight.as_ptr(),
-                1,
-                kk as isize,
-                cols.as_ptr(),
-                1,
-                p as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            )
-        }
+        gemm_accumulate(dst, weight, cols, p, kk);
         if relu {
-            for v in dst.iter_mut() {
-                *v = v.max(0.0);
-            }
+            relu_in_place(dst);
         }
     }
+}
 
-    /// Row `(ci·k + ki)·k + kj` holds, for every output pixel, the input pixel that kernel tap
-    /// (ki, kj) of channel ci sees (0 in the padding).
-    fn im2col(&self, img: &[f32], h: usize, w: usize, oh: usize, ow: usize, cols: &mut [f32]) {
-        let (k, s, pad) = (self.k, self.stride, self.pad as isize);
-        let p = oh * ow;
-        let same = s == 1 && oh == h && ow == w;
-        for ci in 0..self.c_in {
-            let plane = &img[ci * h * w..][..h * w];
-            for ki in 0..k {
-                for kj in 0..k {
-                    let row = &mut cols[((ci * k + ki) * k + kj) * p..][..p];
-                    if same {
-                        shifted_copy(plane, h, w, ki as isize - pad, kj as isize - pad, row);
+/// Row `(ci·k + ki)·k + kj` holds, for every output pixel, the input pixel that kernel tap
+/// (ki, kj) of channel ci sees (0 in the padding). `img` is `[c_in, h, w]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn im2col(
+    img: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    (k, s, pad): (usize, usize, usize),
+    oh: usize,
+    ow: usize,
+    cols: &mut [f32],
+) {
+    let pad = pad as isize;
+    let p = oh * ow;
+    let same = s == 1 && oh == h && ow == w;
+    for ci in 0..c_in {
+        let plane = &img[ci * h * w..][..h * w];
+        for ki in 0..k {
+            for kj in 0..k {
+                let row = &mut cols[((ci * k + ki) * k + kj) * p..][..p];
+                if same {
+                    shifted_copy(plane, h, w, ki as isize - pad, kj as isize - pad, row);
+                    continue;
+                }
+                // output columns whose input column is inside the image
+                let off = kj as isize - pad;
+                let lo = ((-off).max(0) as usize).div_ceil(s).min(ow);
+                let hi = if (w as isize) - off <= 0 {
+                    0
+                } else {
+                    (((w as isize - off) as usize).div_ceil(s)).min(ow)
+                }
+                .max(lo);
+                for oy in 0..oh {
+                    let d = &mut row[oy * ow..][..ow];
+                    let iy = (oy * s + ki) as isize - pad;
+                    if iy < 0 || iy >= h as isize {
+                        d.fill(0.0);
                         continue;
                     }
-                    // output columns whose input column is inside the image
-                    let off = kj as isize - pad;
-                    let lo = ((-off).max(0) as usize).div_ceil(s).min(ow);
-                    let hi = if (w as isize) - off <= 0 {
-                        0
+                    let src = &plane[iy as usize * w..][..w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    let first = (lo * s) as isize + off;
+                    if s == 1 {
+                        d[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
                     } else {
-                        (((w as isize - off) as usize).div_ceil(s)).min(ow)
-                    }
-                    .max(lo);
-                    for oy in 0..oh {
-                        let d = &mut row[oy * ow..][..ow];
-                        let iy = (oy * s + ki) as isize - pad;
-                        if iy < 0 || iy >= h as isize {
-                            d.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..][..w];
-                        d[..lo].fill(0.0);
-                        d[hi..].fill(0.0);
-                        let first = (lo * s) as isize + off;
-                        if s == 1 {
-                            d[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
-                        } else {
-                            for (j, v) in d[lo..hi].iter_mut().enumerate() {
-                                *v = src[(first as usize) + j * s];
-                            }
+                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[(first as usize) + j * s];
                         }
                     }
                 }

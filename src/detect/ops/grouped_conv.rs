@@ -7,11 +7,10 @@
 //! fused. Output channels of a group are contiguous in NCHW, so the groups write disjoint
 //! slices and need no gathering afterwards.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 
+use crate::nn::cpu_conv::{gemm_accumulate, im2col, relu_in_place, with_columns};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -26,10 +25,6 @@ pub struct GroupedConv {
     stride: usize,
     pad: usize,
     relu: bool,
-}
-
-thread_local! {
-    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl GroupedConv {
@@ -67,49 +62,6 @@ impl GroupedConv {
         (n + 2 * self.pad).saturating_sub(self.k) / self.stride + 1
     }
 
-    /// im2col of channels `img[c0..c0+cg]` for a `k x k` kernel: row `(ci·k + ki)·k + kj`
-    /// holds, per output pixel, the input pixel under that tap (0 in the padding).
-    #[allow(clippy::too_many_arguments)]
-    fn im2col(
-        &self,
-        img: &[f32],
-        cg: usize,
-        h: usize,
-        w: usize,
-        oh: usize,
-        ow: usize,
-        cols: &mut [f32],
-    ) {
-        let (k, s, pad) = (self.k, self.stride, self.pad as isize);
-        let p = oh * ow;
-        for ci in 0..cg {
-            let plane = &img[ci * h * w..][..h * w];
-            for ki in 0..k {
-                for kj in 0..k {
-                    let row = &mut cols[((ci * k + ki) * k + kj) * p..][..p];
-                    let off = kj as isize - pad;
-                    for oy in 0..oh {
-                        let d = &mut row[oy * ow..][..ow];
-                        let iy = (oy * s + ki) as isize - pad;
-                        if iy < 0 || iy >= h as isize {
-                            d.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..][..w];
-                        for (ox, v) in d.iter_mut().enumerate() {
-                            let ix = (ox * s) as isize + off;
-                            *v = if ix >= 0 && ix < w as isize {
-                                src[ix as usize]
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// Group `g` of one image: `img` is `[c_in, h, w]`, `dst` the group's `[c_out/g, oh, ow]`.
     fn group(&self, g: usize, img: &[f32], h: usize, w: usize, dst: &mut [f32]) {
         let (oh, ow) = (self.out_size(h), self.out_size(w));
@@ -121,41 +73,22 @@ impl GroupedConv {
             row.fill(*b);
         }
         let weight = &self.weight[g * cg_out * kk..][..cg_out * kk];
-        COLUMNS.with(|buf| {
-            let mut cols = buf.borrow_mut();
-            cols.resize(kk * p, 0.0);
-            self.im2col(&img[g * cg_in * h * w..], cg_in, h, w, oh, ow, &mut cols);
-            assert!(cols.len() >= kk * p && dst.len() == cg_out * p);
-            // SAFETY: dst is cg_out x p, weight cg_out x kk, cols kk x p, all row-major and in
-            // bounds (checked above); dst does not alias the inputs.
-            unsafe {
-                gemm(
-                    cg_out,
-                    p,
-                    kk,
-                    dst.as_mut_ptr(),
-                    1,
-                    p as isize,
-                    true,
-                    weight.as_ptr(),
-                    1,
-                    kk as isize,
-                    cols.as_ptr(),
-                    1,
-                    p as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                )
-            }
+        let geometry = (self.k, self.stride, self.pad);
+        with_columns(kk * p, |cols| {
+            im2col(
+                &img[g * cg_in * h * w..],
+                cg_in,
+                h,
+                w,
+                geometry,
+                oh,
+                ow,
+                cols,
+            );
+            gemm_accumulate(dst, weight, cols, p, kk);
         });
         if self.relu {
-            for v in dst.iter_mut() {
-                *v = v.max(0.0);
-            }
+            relu_in_place(dst);
         }
     }
 }
