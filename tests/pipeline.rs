@@ -42,6 +42,21 @@ fn videos_with_boxes(dir: &Path, videos: &[(&str, u64)]) -> (Vec<PathBuf>, PathB
     (inputs, boxes)
 }
 
+/// A numbered-JPEG folder `seq` and an annotation file listing its frames 0..`listed`.
+fn jpeg_sequence(dir: &Path, numbers: &[u64], listed: u64) -> (PathBuf, PathBuf) {
+    let seq = dir.join("seq");
+    make_jpeg_folder(&seq, numbers);
+    let boxes = dir.join("b.json");
+    boxes_file(&boxes, "seq", listed);
+    (seq, boxes)
+}
+
+/// The reason of the run's one failed video.
+fn single_failure(report: &RunReport) -> &str {
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    &report.failed[0].1
+}
+
 fn config(out: &Path, boxes: &Path, extra: &[&str]) -> Config {
     let mut overrides = vec![
         format!("output.dir='{}'", out.display()),
@@ -201,18 +216,14 @@ fn one_bad_video_does_not_stop_the_others_nor_lose_old_output() {
 #[test]
 fn gap_in_numbering_fails_that_sequence_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
-    let seq = dir.path().join("seq");
-    make_jpeg_folder(&seq, &[0, 1, 4]);
-    let boxes = dir.path().join("b.json");
-    boxes_file(&boxes, "seq", 1);
+    let (seq, boxes) = jpeg_sequence(dir.path(), &[0, 1, 4], 1);
     let out = dir.path().join("out");
     let report = run(
         &config(&out, &boxes, &[]),
         std::slice::from_ref(&seq),
         default_sink(),
     );
-    assert_eq!(report.failed.len(), 1);
-    let reason = &report.failed[0].1;
+    let reason = single_failure(&report);
     assert!(
         reason.contains("gap") && reason.contains(&seq.display().to_string()),
         "{reason}"
@@ -245,8 +256,7 @@ fn boxes_for_frames_that_do_not_exist() {
         &[dir.path().join("clip.mp4")],
         default_sink(),
     );
-    assert_eq!(report.failed.len(), 1);
-    let reason = &report.failed[0].1;
+    let reason = single_failure(&report);
     assert!(reason.contains(&boxes.display().to_string()), "{reason}");
     assert!(reason.contains("3, 4"), "{reason}");
     assert!(!out.join("clip.json").exists());
@@ -500,18 +510,14 @@ fn cancel_stops_cleanly_and_completes_nothing() {
 #[test]
 fn a_frame_listed_in_the_annotation_file_but_missing_fails_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let seq = dir.path().join("seq");
-    make_jpeg_folder(&seq, &[0, 1, 2]);
-    let boxes = dir.path().join("b.json");
-    boxes_file(&boxes, "seq", 4);
+    let (seq, boxes) = jpeg_sequence(dir.path(), &[0, 1, 2], 4);
     let out = dir.path().join("out");
     let report = run(
         &config(&out, &boxes, &[]),
         std::slice::from_ref(&seq),
         default_sink(),
     );
-    assert_eq!(report.failed.len(), 1);
-    let reason = &report.failed[0].1;
+    let reason = single_failure(&report);
     assert!(
         reason.contains("number 3") && reason.contains(&boxes.display().to_string()),
         "{reason}"
