@@ -31,6 +31,19 @@ fn image(t: &Tensor) -> RgbImage {
     }
 }
 
+/// `[n, 5]` proposals `(x1, y1, x2, y2, score)` split into boxes and scores.
+fn boxes_and_scores(props: &Tensor) -> (Vec<[f32; 4]>, Vec<f32>) {
+    let boxes = rows4(&props.narrow(1, 0, 4).unwrap());
+    let scores = props
+        .narrow(1, 4, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    (boxes, scores)
+}
+
 fn rows4(t: &Tensor) -> Vec<[f32; 4]> {
     t.to_dtype(DType::F32)
         .unwrap()
@@ -242,14 +255,7 @@ fn check_against(
         }
     }
     let props = &r["proposals"];
-    let want_boxes = rows4(&props.narrow(1, 0, 4).unwrap());
-    let want_scores: Vec<f32> = props
-        .narrow(1, 4, 1)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let (want_boxes, want_scores) = boxes_and_scores(props);
     let rpn = compare(
         "rpn proposals",
         &trace.proposals.boxes,
@@ -370,14 +376,7 @@ fn check_heads_alone(model: &CascadeRcnn, meta: &ImageMeta, r: &HashMap<String, 
     println!("-- heads on the reference FPN features:");
     let fpn: Vec<Tensor> = (0..5).map(|i| r[&format!("fpn{i}")].clone()).collect();
     let props = &r["proposals"];
-    let want_boxes = rows4(&props.narrow(1, 0, 4).unwrap());
-    let want_scores: Vec<f32> = props
-        .narrow(1, 4, 1)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let (want_boxes, want_scores) = boxes_and_scores(props);
     let p = model.rpn().forward(&fpn, meta.img_shape).unwrap();
     compare(
         "  rpn proposals",
