@@ -156,6 +156,9 @@ def _preprocess(model, img):
     return model.data_preprocessor(dict(inputs=[data['inputs']], data_samples=[data['data_samples']]), False)
 
 
+RESIDUAL_GAMMA = 0.25
+
+
 @torch.no_grad()
 def _make_alive(model, img):
     """Random weights that still detect something: randomised BN affine + statistics measured
@@ -168,6 +171,13 @@ def _make_alive(model, img):
     for bn in bns:
         bn.weight.copy_(torch.rand(bn.weight.shape, generator=g) + 0.5)
         bn.bias.copy_(torch.randn(bn.bias.shape, generator=g) * 0.2)
+    if RESIDUAL_GAMMA is not None:
+        from mmdet.models.backbones.resnet import Bottleneck
+        for m in model.modules():
+            if isinstance(m, Bottleneck):
+                bn = getattr(m, m.norm3_name)
+                bn.weight.mul_(RESIDUAL_GAMMA)
+                bn.bias.mul_(RESIDUAL_GAMMA)
     x = _preprocess(model, img)['inputs']
     for bn in bns:
         bn.reset_running_stats()
@@ -230,6 +240,33 @@ def _run_traced(model, img):
     return got
 
 
+@torch.no_grad()
+def _run_batch(model, imgs):
+    """One test_step over several images: MMDetection pads them to the largest (then to a
+    multiple of 32) and stacks them (inference_detector would run them one by one)."""
+    import copy
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+    pipe = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
+    pipe[0].type = 'mmdet.LoadImageFromNDArray'
+    pipe = Compose(pipe)
+    datas = [pipe(dict(img=im, img_id=i)) for i, im in enumerate(imgs)]
+    res = model.test_step(dict(inputs=[d['inputs'] for d in datas],
+                               data_samples=[d['data_samples'] for d in datas]))
+    got = {}
+    for i, r in enumerate(res):
+        pi = r.pred_instances
+        got[f'batch{i}_det_bboxes'] = pi.bboxes
+        got[f'batch{i}_det_scores'] = pi.scores
+        got[f'batch{i}_det_labels'] = pi.labels.float()
+        got[f'batch{i}_batch_input_shape'] = torch.tensor(r.metainfo['batch_input_shape'],
+                                                          dtype=torch.float32)
+    return got
+
+
+BATCH_CROP = (900, 350, 200, 120)   # a second, smaller crop batched with CROP
+
+
 def model_fixtures():
     import cv2
     from mmdet.apis import init_detector
@@ -265,11 +302,17 @@ def model_fixtures():
         keep = {k: v for k, v in got.items() if not k.endswith('roi_feats')}
         for i in range(3):   # the class logits of the first rows are enough to check the head
             keep[f'stage{i}_cls'] = got[f'stage{i}_cls'][:32]
+        bx, by, bw, bh = BATCH_CROP
+        second = np.ascontiguousarray(_frame_bgr()[by:by + bh, bx:bx + bw])
+        keep.update(_run_batch(model, [crop, second]))
+        keep['batch1_image_rgb'] = torch.from_numpy(np.ascontiguousarray(second[:, :, ::-1]))
         keep = {k: v.contiguous() for k, v in keep.items()}
         save_file(keep, os.path.join(FIX, f'{name}_ref.safetensors'))
         n = sum(v.numel() for v in sd.values())
         print(f'{name}: {n} parameters, {len(got["proposals"])} proposals, '
-              f'{len(got["det_scores"])} detections, top scores {got["det_scores"][:5].tolist()}')
+              f'{len(got["det_scores"])} detections, top scores {got["det_scores"][:5].tolist()}, '
+              f'{int((got["det_labels"] == 0).sum())} persons; batched: '
+              f'{[len(keep[f"batch{i}_det_scores"]) for i in range(2)]} detections')
 
 
 FULL_CFGS = {

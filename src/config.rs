@@ -46,6 +46,8 @@ pub struct Config {
     pub output: OutputConfig,
     /// `cpu` or `cuda:N`.
     pub device: String,
+    /// Where `vidpose models fetch` puts checkpoints; models named by card load from here.
+    pub models_dir: PathBuf,
     pub detector: DetectorConfig,
     pub pose: PoseConfig,
     pub tracker: TrackerConfig,
@@ -59,6 +61,7 @@ impl Default for Config {
             input: InputConfig::default(),
             output: OutputConfig::default(),
             device: "cpu".into(),
+            models_dir: PathBuf::from("models"),
             detector: DetectorConfig::default(),
             pose: PoseConfig::default(),
             tracker: TrackerConfig::default(),
@@ -137,10 +140,14 @@ pub struct DetectorConfig {
     pub boxes_images: Option<PathBuf>,
     /// Boxes scoring below this are dropped.
     pub score_threshold: f32,
-    pub checkpoint: PathBuf,
-    /// Backbone of the Cascade R-CNN checkpoint: `x101` (ResNeXt-101 64x4d) or `r50`.
-    pub backbone: String,
+    /// For `cascade_rcnn`: the model card (`models/*.yaml`), which fixes the architecture.
+    pub model: String,
+    /// The checkpoint; `None` = the model card's file in `models_dir`.
+    pub checkpoint: Option<PathBuf>,
+    /// Frames per forward pass, gathered across frames and videos.
     pub batch_size: usize,
+    /// A partial batch is run after waiting this long for more frames.
+    pub batch_timeout_ms: u64,
 }
 
 impl Default for DetectorConfig {
@@ -150,11 +157,10 @@ impl Default for DetectorConfig {
             boxes: "auto".into(),
             boxes_images: None,
             score_threshold: 0.4,
-            checkpoint: PathBuf::from(
-                "models/cascade_rcnn_x101_64x4d_fpn_20e_coco_20200509_224357-051557b1.pth",
-            ),
-            backbone: "x101".into(),
+            model: "cascade_rcnn_x101_64x4d_fpn_20e_coco".into(),
+            checkpoint: None,
             batch_size: 1,
+            batch_timeout_ms: 20,
         }
     }
 }
@@ -167,8 +173,6 @@ pub struct PoseConfig {
     pub model: String,
     /// The checkpoint; `None` = the model card's file in `models_dir`.
     pub checkpoint: Option<PathBuf>,
-    /// Where `vidpose models fetch` puts checkpoints.
-    pub models_dir: PathBuf,
     pub flip_test: bool,
     /// `msra` (MMPose default) or `dark`.
     pub decode: String,
@@ -183,7 +187,6 @@ impl Default for PoseConfig {
         Self {
             model: "hrnet_w32_256x192".into(),
             checkpoint: None,
-            models_dir: PathBuf::from("models"),
             flip_test: true,
             decode: "msra".into(),
             batch_size: 8,
@@ -239,6 +242,12 @@ pub const POSE_MODELS: [&str; 4] = [
     "hrnet_w32_384x288",
     "hrnet_w48_256x192",
     "hrnet_w48_384x288",
+];
+
+/// The detector model cards (`detector.model`).
+pub const DETECTOR_MODELS: [&str; 2] = [
+    "cascade_rcnn_x101_64x4d_fpn_20e_coco",
+    "cascade_rcnn_r50_fpn_1x_coco",
 ];
 
 impl Config {
@@ -304,19 +313,17 @@ impl Config {
                 ),
             ));
         }
-        if self.detector.batch_size != 1 {
-            return Err(bad(
-                "detector.batch_size",
-                format!(
-                    "only 1 is supported so far, got {}",
-                    self.detector.batch_size
-                ),
-            ));
+        if self.detector.batch_size == 0 {
+            return Err(bad("detector.batch_size", "expected at least 1".into()));
         }
-        if !["x101", "r50"].contains(&self.detector.backbone.as_str()) {
+        if !DETECTOR_MODELS.contains(&self.detector.model.as_str()) {
             return Err(bad(
-                "detector.backbone",
-                format!("expected `x101` or `r50`, got `{}`", self.detector.backbone),
+                "detector.model",
+                format!(
+                    "unknown model `{}`; expected one of {}",
+                    self.detector.model,
+                    DETECTOR_MODELS.join(", ")
+                ),
             ));
         }
         if self.pose.model != "none" && !POSE_MODELS.contains(&self.pose.model.as_str()) {

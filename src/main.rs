@@ -57,7 +57,7 @@ struct EvalArgs {
 
 #[derive(Args)]
 struct ModelsArgs {
-    /// Folder holding the checkpoints (`pose.models_dir`).
+    /// Folder holding the checkpoints (`models_dir` in pipeline.yaml).
     #[arg(long, default_value = "models", global = true)]
     dir: PathBuf,
     #[command(subcommand)]
@@ -296,14 +296,15 @@ fn models(args: ModelsArgs) -> Result<ExitCode> {
     };
     match args.action {
         ModelsAction::List => {
+            let width = cards.iter().map(|c| c.name.len()).max().unwrap_or(4);
             println!(
-                "{:<20} {:<6} {:<10} {:<8} file",
+                "{:<width$} {:<6} {:<10} {:<8} file",
                 "name", "task", "input", "present"
             );
             for c in &cards {
                 let present = c.path_in(&args.dir).exists();
                 println!(
-                    "{:<20} {:<6} {:<10} {:<8} {}",
+                    "{:<width$} {:<6} {:<10} {:<8} {}",
                     c.name,
                     c.task,
                     format!("{}x{}", c.input_size.1, c.input_size.0),

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::detect::CascadeRcnnConfig;
 use crate::pose::{HrNetConfig, PoseModelConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,8 @@ pub struct ModelCard {
     pub sha256_prefix: String,
     #[serde(default)]
     pub mmpose_config: Option<String>,
+    #[serde(default)]
+    pub mmdet_config: Option<String>,
 }
 
 impl ModelCard {
@@ -69,6 +72,18 @@ impl ModelCard {
             backbone: HrNetConfig::with_width(width),
             input_size: self.input_size,
         })
+    }
+
+    /// The detector this card describes, for Cascade R-CNN cards.
+    pub fn detector_config(&self) -> Option<CascadeRcnnConfig> {
+        if self.task != "detect" {
+            return None;
+        }
+        match self.architecture.as_str() {
+            "cascade-rcnn-x101-64x4d-fpn" => Some(CascadeRcnnConfig::x101()),
+            "cascade-rcnn-r50-fpn" => Some(CascadeRcnnConfig::r50()),
+            _ => None,
+        }
     }
 
     pub fn path_in(&self, dir: &Path) -> PathBuf {
@@ -98,7 +113,15 @@ pub fn load_cards(dir: &Path) -> Result<Vec<ModelCard>, ModelError> {
 /// The cards of the published checkpoints, built into the binary so that `vidpose models`
 /// works from any folder. The same files live in the repository's `models/`.
 pub fn builtin_cards() -> Vec<ModelCard> {
-    const CARDS: [(&str, &str); 4] = [
+    const CARDS: [(&str, &str); 6] = [
+        (
+            "cascade_rcnn_r50_fpn_1x_coco.yaml",
+            include_str!("../models/cascade_rcnn_r50_fpn_1x_coco.yaml"),
+        ),
+        (
+            "cascade_rcnn_x101_64x4d_fpn_20e_coco.yaml",
+            include_str!("../models/cascade_rcnn_x101_64x4d_fpn_20e_coco.yaml"),
+        ),
         (
             "hrnet_w32_256x192.yaml",
             include_str!("../models/hrnet_w32_256x192.yaml"),

@@ -130,3 +130,36 @@ fn malformed_images_are_errors() {
         Err(DetectError::BadImage { .. }) | Err(DetectError::TooLarge { .. })
     ));
 }
+
+#[test]
+fn a_bad_image_in_a_batch_fails_alone() {
+    let m = model();
+    let good = noise(64, 48);
+    let wide = noise(8000, 8);
+    let empty = RgbImage::new(0, 10);
+    let results = m.detect_batch(&[&good, &wide, &empty, &good]);
+    assert_eq!(results.len(), 4);
+    assert!(matches!(results[1], Err(DetectError::Degenerate { .. })));
+    assert!(matches!(results[2], Err(DetectError::BadImage { .. })));
+    // the good images are detected as they are alone (same size: no extra padding), up to
+    // float32 rounding (a batch's GEMMs are blocked differently)
+    let alone = m.detect(&good).unwrap();
+    for i in [0, 3] {
+        let got = results[i].as_ref().unwrap();
+        assert_eq!(got.len(), alone.len(), "image {i}");
+        for (g, a) in got.iter().zip(&alone) {
+            let coords =
+                |d: &vidpose::detect::Detection| [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2];
+            let dc = coords(g)
+                .iter()
+                .zip(coords(a))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                g.label == a.label && dc < 1e-3 && (g.score - a.score).abs() < 1e-5,
+                "image {i}: {g:?} alone {a:?}"
+            );
+        }
+    }
+    assert!(m.detect_batch(&[]).is_empty());
+}

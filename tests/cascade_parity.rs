@@ -78,8 +78,8 @@ struct BoxDiff {
     max_score: f32,
     /// Boxes thinner than 1 px (IoU is not a meaningful measure there; coordinates are).
     thin: usize,
-    /// Reference rows inside a group of exactly equal scores whose members came out in
-    /// another order (see `compare`).
+    /// Reference rows without a partner here because of an exact score tie ordered
+    /// otherwise or a selection flip between near-equal scores (see `compare`).
     tie_swaps: Vec<usize>,
     /// Row of `got` matched to each reference row.
     matched: Vec<Option<usize>>,
@@ -155,7 +155,13 @@ fn compare(
                     && (gs[i] - ws[i]).abs() <= 1e-6;
                 let suppressed_by_tie = nms_iou
                     .is_some_and(|t| extra.iter().any(|&k| gs[k] >= ws[i] && iou(&got[k], w) > t));
-                if tied || suppressed_by_tie {
+                // a selection flip: float32 noise put two candidates of near-equal score on the
+                // other sides of a cut (top-k, NMS), so each list has a row the other lacks
+                let flipped = !ws.is_empty()
+                    && extra
+                        .iter()
+                        .any(|&k| (gs[k] - ws[i]).abs() <= FLIP_SCORE_GAP);
+                if tied || suppressed_by_tie || flipped {
                     d.tie_swaps.push(i);
                     continue;
                 }
@@ -210,6 +216,10 @@ fn compare(
     );
     d
 }
+
+/// Two candidates whose scores differ by at most this may trade places at a selection cut:
+/// ~3x the score differences of matched rows (float32 noise through the network).
+const FLIP_SCORE_GAP: f32 = 1e-5;
 
 /// max |a - b| / max |b|.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
@@ -343,13 +353,51 @@ fn check_against(
         .map(|d| [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2])
         .collect();
     let gs: Vec<f32> = dets.iter().map(|d| d.score).collect();
-    compare("detections", &got, &want, &gs, &ws, &[], Some(0.5));
+    // Proposals that flipped (each list has some the other lacks) give detections only one
+    // side has; with the list cut at 100, they also push the lowest common rows out of the
+    // other side's list. Those rows are not compared.
+    let ours_flipped: Vec<usize> = (0..trace.proposals.boxes.len())
+        .filter(|j| !rpn.matched.contains(&Some(*j)))
+        .collect();
+    let last = trace.stages.len() - 1;
+    let ref_derived = detections_of(
+        &ties,
+        &rows4(&r[&format!("stage{last}_rois")]),
+        &rows4(&r[&format!("stage{last}_deltas")]),
+        &trace.meta,
+        &want,
+    );
+    let ours_derived = detections_of(
+        &ours_flipped,
+        &trace.stages[last].rois,
+        &trace.stages[last].deltas,
+        &trace.meta,
+        &got,
+    );
+    let mut skip = ref_derived.clone();
+    let common: Vec<usize> = (0..want.len())
+        .filter(|i| !ref_derived.contains(i))
+        .collect();
+    let kept = got.len().saturating_sub(ours_derived.len());
+    skip.extend(common.iter().skip(kept));
+    if !skip.is_empty() || !ours_derived.is_empty() {
+        println!(
+            "detections from flipped proposals: reference rows {ref_derived:?}, ours {ours_derived:?}; \
+             reference rows pushed out of our top {}: {:?}",
+            got.len(),
+            &common[kept.min(common.len())..]
+        );
+    }
+    compare("detections", &got, &want, &gs, &ws, &skip, Some(0.5));
     // a reference detection whose box is found here only under another class (rows of one
     // box with near-equal scores for two classes may swap places, so rows are not compared
     // by index)
     let label_mismatch = want
         .iter()
         .zip(&wl)
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, row)| row)
         .filter(|(w, &l)| {
             !dets.iter().any(|d| {
                 let g = [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2];
@@ -368,6 +416,35 @@ fn check_against(
         "outside tolerance:\n{}",
         failed.join("\n")
     );
+}
+
+/// The detections (rows of `dets`) that are the final boxes of the proposals `rows`: the
+/// last stage's `deltas` applied to its `rois`, scaled back to the original image, as both
+/// implementations compute them.
+fn detections_of(
+    rows: &[usize],
+    rois: &[[f32; 4]],
+    deltas: &[[f32; 4]],
+    meta: &ImageMeta,
+    dets: &[[f32; 4]],
+) -> Vec<usize> {
+    let pick = |v: &[[f32; 4]]| rows.iter().map(|&k| v[k]).collect::<Vec<_>>();
+    let (h, w) = meta.img_shape;
+    let stds = vidpose::detect::roi_head::RoiHeadConfig::mmdet(8, 8).stage_stds[2];
+    let boxes =
+        vidpose::detect::box_coder::decode(&pick(rois), &pick(deltas), stds, (h as f32, w as f32));
+    let (sx, sy) = (
+        (1.0 / meta.scale_factor.0) as f32,
+        (1.0 / meta.scale_factor.1) as f32,
+    );
+    (0..dets.len())
+        .filter(|&i| {
+            boxes.iter().any(|b| {
+                let b = [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
+                b.iter().zip(&dets[i]).all(|(x, y)| (x - y).abs() <= 0.05)
+            })
+        })
+        .collect()
 }
 
 /// The RPN and the cascade head run on the reference's own FPN features and proposals: the
@@ -428,7 +505,49 @@ fn narrow(name: &str, groups: usize, base_width: usize) {
     let cfg = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, groups, base_width, 8, 16, (240, 160));
     let model = CascadeRcnn::load(format!("{FIX}/{name}.safetensors"), &cfg, &Device::Cpu).unwrap();
     let r = load(format!("{FIX}/{name}_ref.safetensors"));
-    check_against(&model, &image(&frame["image_rgb"]), &r, None);
+    let first = image(&frame["image_rgb"]);
+    check_against(&model, &first, &r, None);
+    check_batch(&model, &[&first, &image(&r["batch1_image_rgb"])], &r);
+}
+
+/// A batch of two images of different sizes against MMDetection's batched test step: the
+/// smaller is padded to the larger, so its boxes differ from its single-image run.
+fn check_batch(model: &CascadeRcnn, imgs: &[&RgbImage], r: &HashMap<String, Tensor>) {
+    let results = model.detect_batch(imgs);
+    assert_eq!(results.len(), imgs.len());
+    for (i, dets) in results.into_iter().enumerate() {
+        let dets = dets.unwrap();
+        let want = rows4(&r[&format!("batch{i}_det_bboxes")]);
+        let ws: Vec<f32> = r[&format!("batch{i}_det_scores")].to_vec1().unwrap();
+        let got: Vec<[f32; 4]> = dets
+            .iter()
+            .map(|d| [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2])
+            .collect();
+        let gs: Vec<f32> = dets.iter().map(|d| d.score).collect();
+        compare(
+            &format!("batch image {i}"),
+            &got,
+            &want,
+            &gs,
+            &ws,
+            &[],
+            Some(0.5),
+        );
+    }
+    // the batch is padded to the larger image: the first image's boxes are not its own
+    // single-image ones, which the reference confirms
+    let alone: Vec<f32> = r["det_scores"].to_vec1().unwrap();
+    let batched: Vec<f32> = r["batch0_det_scores"].to_vec1().unwrap();
+    assert_ne!(
+        alone, batched,
+        "batch padding made no difference: the check is void"
+    );
+    let failed = FAILURES.with(|f| f.take());
+    assert!(
+        failed.is_empty(),
+        "outside tolerance:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[test]

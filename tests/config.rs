@@ -138,12 +138,23 @@ fn bad_overrides() {
 
 #[test]
 fn detector_settings_are_checked() {
-    let e = Config::load(None, &["detector.backbone=r101".into()])
+    let e = Config::load(None, &["detector.model=cascade_rcnn_r101".into()])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("detector.backbone"), "{e}");
-    let e = Config::load(None, &["detector.batch_size=4".into()])
+    assert!(
+        e.contains("detector.model") && e.contains("cascade_rcnn_r50_fpn_1x_coco"),
+        "{e}"
+    );
+    let e = Config::load(None, &["detector.batch_size=0".into()])
         .unwrap_err()
         .to_string();
     assert!(e.contains("detector.batch_size"), "{e}");
+    let c = Config::load(None, &["detector.batch_size=4".into()]).unwrap();
+    assert_eq!(c.detector.batch_size, 4);
+    // every detector the configuration accepts has a card that builds it
+    let cards = vidpose::models::builtin_cards();
+    for name in vidpose::config::DETECTOR_MODELS {
+        let card = vidpose::models::find(&cards, name).unwrap();
+        assert!(card.detector_config().is_some(), "{name}");
+    }
 }

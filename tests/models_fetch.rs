@@ -104,6 +104,8 @@ fn cards_list_fetch_and_verify() {
     assert_eq!(
         names,
         [
+            "cascade_rcnn_r50_fpn_1x_coco",
+            "cascade_rcnn_x101_64x4d_fpn_20e_coco",
             "hrnet_w32_256x192",
             "hrnet_w32_384x288",
             "hrnet_w48_256x192",
@@ -115,8 +117,15 @@ fn cards_list_fetch_and_verify() {
             c.file.contains(&c.sha256_prefix) && c.url.ends_with(&c.file),
             "{c:?}"
         );
-        let cfg = c.pose_config().unwrap();
-        assert_eq!(cfg.input_size, c.input_size);
+        match c.task.as_str() {
+            "pose" => assert_eq!(c.pose_config().unwrap().input_size, c.input_size),
+            _ => {
+                let cfg = c.detector_config().unwrap();
+                assert!(c.pose_config().is_none());
+                assert_eq!(cfg.preprocess.scale, (1333, 800));
+                assert_eq!(c.input_size, (1333, 800));
+            }
+        }
     }
     assert!(models::find(&cards, "nope")
         .unwrap_err()
@@ -164,9 +173,17 @@ fn built_in_cards_are_the_repository_cards_and_the_configurable_models() {
         models::builtin_cards(),
         models::load_cards(&repo_models).unwrap()
     );
-    let names: Vec<String> = models::builtin_cards()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(names, vidpose::config::POSE_MODELS);
+    let cards = models::builtin_cards();
+    let names = |task: &str| -> Vec<&str> {
+        cards
+            .iter()
+            .filter(|c| c.task == task)
+            .map(|c| c.name.as_str())
+            .collect()
+    };
+    assert_eq!(names("pose"), vidpose::config::POSE_MODELS);
+    let mut detectors = vidpose::config::DETECTOR_MODELS.to_vec();
+    detectors.sort();
+    assert_eq!(names("detect"), detectors);
+    assert_eq!(names("pose").len() + names("detect").len(), cards.len());
 }

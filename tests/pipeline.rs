@@ -534,7 +534,7 @@ fn cascade_detector_boxes_reach_the_output() {
     let cfg = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, 1, 64, 8, 16, (240, 160));
     let load = || CascadeRcnn::load(&fixture, &cfg, &Device::Cpu).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // A real PoseTrack crop (the detector fixture's frame), three times, as a video.
+    // A real PoseTrack crop (the detector fixture's frame), three times, as an image sequence.
     let frame = candle_core::safetensors::load(
         fixture.with_file_name("frame_crop.safetensors"),
         &Device::Cpu,
@@ -548,20 +548,12 @@ fn cascade_detector_boxes_reach_the_output() {
         height: h as u32,
         data: frame.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
     };
-    let video = dir.path().join("street.mp4");
-    let mut writer = vidpose::video::encode::OverlayWriter::create(
-        &video,
-        image.width,
-        image.height,
-        25.0,
-        vidpose::video::encode::VideoCodec::Mpeg4,
-        23,
-    )
-    .unwrap();
-    for _ in 0..3 {
-        writer.write(&image).unwrap();
+    // lossless frames, so that the detector sees exactly the fixture's pixels
+    let video = dir.path().join("street");
+    std::fs::create_dir(&video).unwrap();
+    for i in 0..3 {
+        common::write_bmp(&video.join(format!("{i:06}.bmp")), &image);
     }
-    writer.finish().unwrap();
     let out = dir.path().join("out");
     let config = Config::load(
         None,
@@ -569,6 +561,10 @@ fn cascade_detector_boxes_reach_the_output() {
             format!("output.dir='{}'", out.display()),
             "detector.kind=cascade_rcnn".into(),
             "detector.score_threshold=0.0".into(),
+            // two frames per forward pass; the long timeout makes the batches deterministic
+            // (2 + the last frame at the end of input)
+            "detector.batch_size=2".into(),
+            "detector.batch_timeout_ms=60000".into(),
             "pose.model=none".into(),
             "tracker.kind=given".into(),
             "pipeline.progress=false".into(),
@@ -592,6 +588,7 @@ fn cascade_detector_boxes_reach_the_output() {
     let mut d = vidpose::video::decode::open(&jobs[0], 25.0, 1).unwrap();
     let mut total = 0;
     while let Some(f) = d.next_frame().unwrap() {
+        assert_eq!(f.image, image, "the frame is decoded as written");
         let direct = model.detect_persons(&f.image, 0.0).unwrap();
         let ours: Vec<_> = file
             .annotations
@@ -609,10 +606,11 @@ fn cascade_detector_boxes_reach_the_output() {
         }
         total += direct.len();
     }
-    // The narrow random-weight fixture detects no person class on this frame (its 100 detections
-    // are other classes), so this checks that the stage runs the detector on every frame and
-    // hands on exactly its person boxes; box parity itself is tests/cascade_parity.rs.
-    assert_eq!(total, 0);
+    // The narrow random-weight fixture finds one person-class box among its 100 detections on
+    // this frame: the stage hands on exactly the detector's person boxes; box parity itself is
+    // tests/cascade_parity.rs.
+    eprintln!("{total} person boxes");
+    assert!(total >= 3, "{total} person boxes in 3 frames");
     let detect = report.stages.iter().find(|s| s.stage == "detect").unwrap();
-    assert_eq!((detect.items, detect.batches), (3, 3));
+    assert_eq!((detect.items, detect.batches), (3, 2));
 }

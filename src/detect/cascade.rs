@@ -139,6 +139,15 @@ pub struct Trace {
     pub detections: Vec<Detection>,
 }
 
+/// The person detections scoring at least `score_threshold`, in order.
+pub fn persons(detections: Vec<Detection>, score_threshold: f32) -> Vec<Person> {
+    detections
+        .into_iter()
+        .filter(|d| d.label == PERSON && d.score >= score_threshold)
+        .map(|d| Person::from_box(d.bbox, d.score))
+        .collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct CascadeRcnn {
     backbone: ResNet,
@@ -212,12 +221,7 @@ impl CascadeRcnn {
         img: &RgbImage,
         score_threshold: f32,
     ) -> Result<Vec<Person>, DetectError> {
-        Ok(self
-            .detect(img)?
-            .into_iter()
-            .filter(|d| d.label == PERSON && d.score >= score_threshold)
-            .map(|d| Person::from_box(d.bbox, d.score))
-            .collect())
+        Ok(persons(self.detect(img)?, score_threshold))
     }
 
     fn check(&self, img: &RgbImage) -> Result<(), DetectError> {
@@ -251,9 +255,98 @@ impl CascadeRcnn {
     pub fn detect_with_trace(&self, img: &RgbImage) -> Result<Trace, DetectError> {
         self.check(img)?;
         let (input, meta) = preprocess(img, &self.cfg.preprocess, &self.device)?;
-        let feats = self.backbone.forward(&input)?;
-        let fpn = self.neck.forward(&feats)?;
-        drop(feats);
+        let fpn = self.features(&input)?;
+        self.heads(input, fpn, meta)
+    }
+
+    /// Detections for several images from one backbone pass. As MMDetection batches them, the
+    /// images are padded (bottom/right, with zeros) to the largest of them, rounded up to a
+    /// multiple of 32: an image batched with a larger one can get slightly different boxes
+    /// than alone, frames of one video never do. An image failing the checks gets its own
+    /// error; the others are still detected.
+    pub fn detect_batch(&self, imgs: &[&RgbImage]) -> Vec<Result<Vec<Detection>, DetectError>> {
+        let mut results: Vec<Option<Result<Vec<Detection>, DetectError>>> =
+            imgs.iter().map(|_| None).collect();
+        let mut inputs = Vec::new();
+        for (i, img) in imgs.iter().enumerate() {
+            match self
+                .check(img)
+                .and_then(|()| Ok(preprocess(img, &self.cfg.preprocess, &self.device)?))
+            {
+                Ok((input, meta)) => inputs.push((i, input, meta)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        match self.detect_preprocessed(&inputs) {
+            Ok(dets) => {
+                for ((i, _, _), d) in inputs.iter().zip(dets) {
+                    results[*i] = Some(Ok(d));
+                }
+            }
+            Err(e) => {
+                // candle errors cannot be cloned: each image gets the message
+                for (i, _, _) in &inputs {
+                    results[*i] = Some(Err(DetectError::Candle(candle_core::Error::Msg(
+                        e.to_string(),
+                    ))));
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every image has a result"))
+            .collect()
+    }
+
+    fn detect_preprocessed(
+        &self,
+        inputs: &[(usize, Tensor, ImageMeta)],
+    ) -> Result<Vec<Vec<Detection>>, DetectError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ph, pw) = inputs.iter().fold((0, 0), |(h, w), (_, _, m)| {
+            (h.max(m.pad_shape.0), w.max(m.pad_shape.1))
+        });
+        let batch = inputs
+            .iter()
+            .map(|(_, t, m)| {
+                t.pad_with_zeros(2, 0, ph - m.pad_shape.0)?
+                    .pad_with_zeros(3, 0, pw - m.pad_shape.1)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let batch = Tensor::cat(&batch, 0)?;
+        let fpn = self.features(&batch)?;
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(k, (_, input, meta))| {
+                let levels = fpn
+                    .iter()
+                    .map(|t| t.narrow(0, k, 1))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                let meta = ImageMeta {
+                    pad_shape: (ph, pw),
+                    ..*meta
+                };
+                Ok(self.heads(input.clone(), levels, meta)?.detections)
+            })
+            .collect()
+    }
+
+    /// Backbone and FPN: P2..P6 for a batch of preprocessed images.
+    fn features(&self, input: &Tensor) -> Result<Vec<Tensor>, DetectError> {
+        let feats = self.backbone.forward(input)?;
+        Ok(self.neck.forward(&feats)?)
+    }
+
+    /// RPN and cascade head on one image's pyramid; boxes back in original pixels.
+    fn heads(
+        &self,
+        input: Tensor,
+        fpn: Vec<Tensor>,
+        meta: ImageMeta,
+    ) -> Result<Trace, DetectError> {
         let proposals = self.rpn.forward(&fpn, meta.img_shape)?;
         if proposals.boxes.is_empty() {
             return Ok(Trace {

@@ -1,6 +1,8 @@
 //! The staged pipeline: decode -> detect -> pose -> track -> sink, each stage a thread, joined
 //! by bounded channels; frames in flight are capped by permits.
 
+pub mod batching;
+pub mod detect_stage;
 pub mod messages;
 pub mod metrics;
 pub mod permits;
@@ -13,7 +15,7 @@ pub mod stages;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver};
 
@@ -262,35 +264,10 @@ pub fn run(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
-    let detector = load_detector(config).map_err(PipelineError::Model)?;
+    let detector = detect_stage::load_detector(config).map_err(PipelineError::Model)?;
     let pose = pose_stage::load_pose_model(config).map_err(PipelineError::Model)?;
     let pose = pose.map(|p| Box::new(p) as Box<dyn pose_stage::PoseModel>);
     run_with_models(config, jobs, detector, pose, sink, cancel)
-}
-
-/// Loads the Cascade R-CNN when `detector.kind` asks for it.
-fn load_detector(config: &Config) -> Result<Option<crate::detect::CascadeRcnn>, String> {
-    if config.detector.kind != DetectorKind::CascadeRcnn {
-        return Ok(None);
-    }
-    let path = &config.detector.checkpoint;
-    if !path.exists() {
-        return Err(format!(
-            "detector checkpoint {} not found: download MMDetection's cascade_rcnn_{}_fpn checkpoint (see models/README.md) or set detector.checkpoint",
-            path.display(),
-            config.detector.backbone
-        ));
-    }
-    let cfg = match config.detector.backbone.as_str() {
-        "r50" => crate::detect::CascadeRcnnConfig::r50(),
-        _ => crate::detect::CascadeRcnnConfig::x101(),
-    };
-    let device = pose_stage::candle_device(
-        crate::config::parse_device(&config.device).map_err(|e| format!("device: {e}"))?,
-    )?;
-    crate::detect::CascadeRcnn::load(path, &cfg, &device)
-        .map(Some)
-        .map_err(|e| format!("detector: {e}"))
 }
 
 /// Runs the pipeline with the given pose model (none: boxes only) and boxes from files.
@@ -319,17 +296,19 @@ pub fn run_with_models(
     let cap = config.pipeline.channel_capacity;
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
     let mut middle: Vec<Box<dyn Stage>> = match detector {
-        Some(model) => vec![Box::new(stages::CascadeStage::new(
+        Some(model) => vec![Box::new(detect_stage::DetectStage::with_detector(
             model,
             config.detector.score_threshold,
+            config.detector.batch_size,
+            Duration::from_millis(config.detector.batch_timeout_ms),
         ))],
         None => vec![Box::new(stages::GivenBoxesStage::default())],
     };
     if let Some(model) = pose {
-        middle.push(Box::new(pose_stage::PoseStage::new(
+        middle.push(Box::new(pose_stage::PoseStage::with_model(
             model,
             config.pose.batch_size,
-            std::time::Duration::from_millis(config.pose.batch_timeout_ms),
+            Duration::from_millis(config.pose.batch_timeout_ms),
         )));
     }
     middle.push(match config.tracker.kind {

@@ -106,3 +106,30 @@ pub fn narrow_estimator(options: vidpose::pose::PoseOptions) -> vidpose::pose::P
     )
     .unwrap()
 }
+
+/// Writes `img` as an uncompressed 24-bit BMP: a lossless frame FFmpeg decodes exactly.
+#[allow(dead_code)]
+pub fn write_bmp(path: &Path, img: &RgbImage) {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let row = (w * 3).div_ceil(4) * 4;
+    let size = 54 + row * h;
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(b"BM");
+    for v in [size as u32, 0, 54, 40, w as u32, h as u32] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&1u16.to_le_bytes()); // planes
+    out.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+    for v in [0u32, (row * h) as u32, 2835, 2835, 0, 0] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    // rows bottom-up, pixels as BGR
+    for y in (0..h).rev() {
+        let start = out.len();
+        for px in img.data[y * w * 3..][..w * 3].chunks(3) {
+            out.extend_from_slice(&[px[2], px[1], px[0]]);
+        }
+        out.resize(start + row, 0);
+    }
+    std::fs::write(path, out).unwrap();
+}
