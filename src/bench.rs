@@ -1,8 +1,10 @@
-//! Stage benchmarks that need no reference: decode throughput.
+//! Stage benchmarks that need no reference: decode throughput, detector latency.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::detect::{CascadeRcnn, DetectError};
+use crate::image::RgbImage;
 use crate::video::{decode, discover, VideoError};
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,4 +40,62 @@ pub fn decode_throughput(path: &Path, threads: usize) -> Result<DecodeBench, Vid
         width,
         height,
     })
+}
+
+/// The first frame of a video, image or image folder.
+pub fn first_frame(path: &Path) -> Result<RgbImage, VideoError> {
+    let missing = || VideoError::Missing {
+        path: path.to_path_buf(),
+    };
+    let jobs = discover::discover(&[path.to_path_buf()])?;
+    let job = jobs.first().ok_or_else(missing)?;
+    let mut decoder = decode::open(job, 25.0, 0)?;
+    Ok(decoder.next_frame()?.ok_or_else(missing)?.image)
+}
+
+/// A deterministic frame with edges and texture (a stand-in for a video frame when none is
+/// given; the detector's cost hardly depends on the content).
+pub fn synthetic_frame(width: u32, height: u32) -> RgbImage {
+    let mut state = 0x2545_f491_u32;
+    let mut data = Vec::with_capacity(width as usize * height as usize * 3);
+    for y in 0..height {
+        for x in 0..width {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let block = ((x / 64 + y / 48) % 2) as u8 * 80;
+            for c in 0..3u32 {
+                let ramp = ((x * (c + 1) + y * (3 - c)) / 8 % 160) as u8;
+                data.push(block + ramp / 2 + (state >> (8 * c)) as u8 % 16);
+            }
+        }
+    }
+    RgbImage {
+        width,
+        height,
+        data,
+    }
+}
+
+/// Times `runs` detector calls on a batch of `batch` copies of `frame` (resize, network, box
+/// post-processing), after `warmup` untimed ones.
+pub fn detect_times(
+    model: &CascadeRcnn,
+    frame: &RgbImage,
+    batch: usize,
+    warmup: usize,
+    runs: usize,
+) -> Result<Vec<Duration>, DetectError> {
+    let frames: Vec<&RgbImage> = vec![frame; batch.max(1)];
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        let started = Instant::now();
+        for result in model.detect_batch(&frames) {
+            std::hint::black_box(result?);
+        }
+        if i >= warmup {
+            times.push(started.elapsed());
+        }
+    }
+    Ok(times)
 }

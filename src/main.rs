@@ -123,6 +123,27 @@ enum BenchCommand {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Time the person detector end to end (resize, network, box post-processing) on one
+    /// frame; prints the median and every run in milliseconds per batch. RAYON_NUM_THREADS
+    /// sets the CPU threads.
+    Detect {
+        /// A checkpoint of the model (published or random-initialised).
+        checkpoint: PathBuf,
+        /// Model card name.
+        #[arg(long, default_value = "cascade_rcnn_x101_64x4d_fpn_20e_coco")]
+        model: String,
+        /// A video, image or image folder whose first frame is used; default: a synthetic
+        /// 1920x1080 frame.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Frames per forward pass (copies of the frame).
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+    },
     /// Decode a video (or image folder) to RGB as fast as possible and print frames/s.
     Decode {
         path: PathBuf,
@@ -396,6 +417,48 @@ fn bench_pose(
     Ok(ExitCode::SUCCESS)
 }
 
+struct DetectBenchArgs {
+    checkpoint: PathBuf,
+    model: String,
+    image: Option<PathBuf>,
+    batch: usize,
+    runs: usize,
+    warmup: usize,
+}
+
+fn bench_detect(args: DetectBenchArgs) -> Result<ExitCode> {
+    let cards = models::builtin_cards();
+    let card = models::find(&cards, &args.model)?;
+    let config = card
+        .detector_config()
+        .with_context(|| format!("{} is not a detector", args.model))?;
+    let frame = match &args.image {
+        Some(path) => vidpose::bench::first_frame(path)?,
+        None => vidpose::bench::synthetic_frame(1920, 1080),
+    };
+    let model =
+        vidpose::detect::CascadeRcnn::load(&args.checkpoint, &config, &candle_core::Device::Cpu)?;
+    let mut ms: Vec<f64> =
+        vidpose::bench::detect_times(&model, &frame, args.batch, args.warmup, args.runs.max(1))?
+            .iter()
+            .map(|d| d.as_secs_f64() * 1e3)
+            .collect();
+    let all = ms.clone();
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    let json = serde_json::json!({
+        "model": args.model,
+        "image": [frame.width, frame.height],
+        "batch": args.batch.max(1),
+        "threads": rayon::current_num_threads(),
+        "median_ms": median,
+        "median_ms_per_frame": median / args.batch.max(1) as f64,
+        "runs_ms": all,
+    });
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -411,6 +474,21 @@ fn main() -> ExitCode {
             warmup,
             device,
         }) => bench_pose(&checkpoint, &model, batch, runs, warmup, &device),
+        Command::Bench(BenchCommand::Detect {
+            checkpoint,
+            model,
+            image,
+            batch,
+            runs,
+            warmup,
+        }) => bench_detect(DetectBenchArgs {
+            checkpoint,
+            model,
+            image,
+            batch,
+            runs,
+            warmup,
+        }),
         Command::Bench(BenchCommand::Decode {
             path,
             threads,
