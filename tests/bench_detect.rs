@@ -15,7 +15,11 @@ fn detector_timing_runs_every_batch() {
     let model = CascadeRcnn::load(fixture, &cfg, &Device::Cpu).unwrap();
     let frame = vidpose::bench::synthetic_frame(96, 54);
     assert_eq!(frame.data.len(), 96 * 54 * 3);
-    assert_eq!(frame, vidpose::bench::synthetic_frame(96, 54), "deterministic");
+    assert_eq!(
+        frame,
+        vidpose::bench::synthetic_frame(96, 54),
+        "deterministic"
+    );
     let times = vidpose::bench::detect_times(&model, &frame, 2, 1, 3).unwrap();
     assert_eq!(times.len(), 3);
     // a frame the detector refuses is an error, not a time
@@ -42,7 +46,13 @@ fn bench_detect_errors_name_the_problem() {
     assert!(err.contains("not a detector"), "{err}");
 
     let out = common::vidpose()
-        .args(["bench", "detect", "x.pth", "--image", "/nonexistent/frame.jpg"])
+        .args([
+            "bench",
+            "detect",
+            "x.pth",
+            "--image",
+            "/nonexistent/frame.jpg",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
