@@ -139,8 +139,10 @@ enum BenchCommand {
         /// Frames per forward pass (copies of the frame).
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Timed runs.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Untimed runs first (buffers, caches).
         #[arg(long, default_value_t = 1)]
         warmup: usize,
     },
@@ -328,7 +330,12 @@ fn models(args: ModelsArgs) -> Result<ExitCode> {
                     "{:<width$} {:<6} {:<10} {:<8} {}",
                     c.name,
                     c.task,
-                    format!("{}x{}", c.input_size.1, c.input_size.0),
+                    // pose inputs as height x width (256x192), detector scales as MMDetection
+                    // names them (1333x800: longest x shortest side)
+                    match c.task.as_str() {
+                        "pose" => format!("{}x{}", c.input_size.1, c.input_size.0),
+                        _ => format!("{}x{}", c.input_size.0, c.input_size.1),
+                    },
                     if present { "yes" } else { "no" },
                     c.path_in(&args.dir).display()
                 );
