@@ -187,3 +187,41 @@ fn built_in_cards_are_the_repository_cards_and_the_configurable_models() {
     assert_eq!(names("detect"), detectors);
     assert_eq!(names("pose").len() + names("detect").len(), cards.len());
 }
+
+#[test]
+fn models_list_shows_every_card_and_whether_it_is_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let x101 = models::find(
+        &models::builtin_cards(),
+        "cascade_rcnn_x101_64x4d_fpn_20e_coco",
+    )
+    .unwrap()
+    .file
+    .clone();
+    std::fs::write(dir.path().join(&x101), b"placeholder").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vidpose"))
+        .args(["models", "list", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        row("cascade_rcnn_x101_64x4d_fpn_20e_coco")[1..4],
+        ["detect", "1333x800", "yes"]
+    );
+    assert_eq!(
+        row("cascade_rcnn_r50_fpn_1x_coco")[1..4],
+        ["detect", "1333x800", "no"]
+    );
+    assert_eq!(row("hrnet_w32_256x192")[1..4], ["pose", "256x192", "no"]);
+    assert_eq!(text.lines().count(), 1 + models::builtin_cards().len());
+}
