@@ -126,26 +126,7 @@ enum BenchCommand {
     /// Time the person detector end to end (resize, network, box post-processing) on one
     /// frame; prints the median and every run in milliseconds per batch. RAYON_NUM_THREADS
     /// sets the CPU threads.
-    Detect {
-        /// A checkpoint of the model (published or random-initialised).
-        checkpoint: PathBuf,
-        /// Model card name.
-        #[arg(long, default_value = "cascade_rcnn_x101_64x4d_fpn_20e_coco")]
-        model: String,
-        /// A video, image or image folder whose first frame is used; default: a synthetic
-        /// 1920x1080 frame.
-        #[arg(long)]
-        image: Option<PathBuf>,
-        /// Frames per forward pass (copies of the frame).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Timed runs.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-        /// Untimed runs first (buffers, caches).
-        #[arg(long, default_value_t = 1)]
-        warmup: usize,
-    },
+    Detect(DetectBenchArgs),
     /// Decode a video (or image folder) to RGB as fast as possible and print frames/s.
     Decode {
         path: PathBuf,
@@ -424,12 +405,25 @@ fn bench_pose(
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Args)]
 struct DetectBenchArgs {
+    /// A checkpoint of the model (published or random-initialised).
     checkpoint: PathBuf,
+    /// Model card name.
+    #[arg(long, default_value = "cascade_rcnn_x101_64x4d_fpn_20e_coco")]
     model: String,
+    /// A video, image or image folder whose first frame is used; default: a synthetic
+    /// 1920x1080 frame.
+    #[arg(long)]
     image: Option<PathBuf>,
+    /// Frames per forward pass (copies of the frame).
+    #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Timed runs.
+    #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Untimed runs first (buffers, caches).
+    #[arg(long, default_value_t = 1)]
     warmup: usize,
 }
 
@@ -481,21 +475,7 @@ fn main() -> ExitCode {
             warmup,
             device,
         }) => bench_pose(&checkpoint, &model, batch, runs, warmup, &device),
-        Command::Bench(BenchCommand::Detect {
-            checkpoint,
-            model,
-            image,
-            batch,
-            runs,
-            warmup,
-        }) => bench_detect(DetectBenchArgs {
-            checkpoint,
-            model,
-            image,
-            batch,
-            runs,
-            warmup,
-        }),
+        Command::Bench(BenchCommand::Detect(args)) => bench_detect(args),
         Command::Bench(BenchCommand::Decode {
             path,
             threads,

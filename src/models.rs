@@ -89,6 +89,27 @@ impl ModelCard {
     pub fn path_in(&self, dir: &Path) -> PathBuf {
         dir.join(&self.file)
     }
+
+    /// The checkpoint a configuration runs this card with: `given`, else the card's file in
+    /// `models_dir`. When it is absent, the error says how to get it; `section` is the
+    /// pipeline.yaml section naming the model (`pose`, `detector`).
+    pub fn checkpoint(
+        &self,
+        given: Option<&Path>,
+        models_dir: &Path,
+        section: &str,
+    ) -> Result<PathBuf, String> {
+        let path = given.map_or_else(|| self.path_in(models_dir), Path::to_path_buf);
+        if path.exists() {
+            return Ok(path);
+        }
+        Err(format!(
+            "{section} checkpoint {} not found: download it with `vidpose models fetch {}` (into {}), or set {section}.checkpoint",
+            path.display(),
+            self.name,
+            models_dir.display()
+        ))
+    }
 }
 
 /// All cards in `dir` (`*.yaml`), sorted by name.

@@ -225,3 +225,47 @@ fn models_list_shows_every_card_and_whether_it_is_here() {
     assert_eq!(row("hrnet_w32_256x192")[1..4], ["pose", "256x192", "no"]);
     assert_eq!(text.lines().count(), 1 + models::builtin_cards().len());
 }
+
+#[test]
+fn a_missing_checkpoint_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cards = models::builtin_cards();
+    let card = models::find(&cards, "cascade_rcnn_x101_64x4d_fpn_20e_coco").unwrap();
+    let err = card.checkpoint(None, dir.path(), "detector").unwrap_err();
+    assert!(
+        err.contains(&card.path_in(dir.path()).display().to_string())
+            && err.contains("vidpose models fetch cascade_rcnn_x101_64x4d_fpn_20e_coco")
+            && err.contains("detector.checkpoint"),
+        "{err}"
+    );
+    let given = dir.path().join("mine.pth");
+    let err = card
+        .checkpoint(Some(&given), dir.path(), "detector")
+        .unwrap_err();
+    assert!(err.contains("mine.pth"), "{err}");
+    std::fs::write(&given, b"x").unwrap();
+    assert_eq!(
+        card.checkpoint(Some(&given), dir.path(), "detector")
+            .unwrap(),
+        given
+    );
+
+    // the pipeline's loaders go through it
+    let config = vidpose::config::Config::load(
+        None,
+        &[
+            "detector.kind=cascade_rcnn".into(),
+            format!("models_dir='{}'", dir.path().display()),
+        ],
+    )
+    .unwrap();
+    let err = vidpose::pipeline::detect_stage::load_detector(&config).unwrap_err();
+    assert!(err.starts_with("detector checkpoint"), "{err}");
+    let err = vidpose::pipeline::pose_stage::load_pose_model(&config)
+        .err()
+        .unwrap();
+    assert!(
+        err.starts_with("pose checkpoint") && err.contains("pose.checkpoint"),
+        "{err}"
+    );
+}

@@ -83,18 +83,7 @@ pub fn load_detector(config: &Config) -> Result<Option<CascadeRcnn>, String> {
     let model_config = card
         .detector_config()
         .ok_or_else(|| format!("model card `{}` is not a detector", card.name))?;
-    let checkpoint = match &det.checkpoint {
-        Some(path) => path.clone(),
-        None => card.path_in(&config.models_dir),
-    };
-    if !checkpoint.exists() {
-        return Err(format!(
-            "detector checkpoint {} not found: download it with `vidpose models fetch {}` (into {}), or set detector.checkpoint",
-            checkpoint.display(),
-            card.name,
-            config.models_dir.display()
-        ));
-    }
+    let checkpoint = card.checkpoint(det.checkpoint.as_deref(), &config.models_dir, "detector")?;
     // RoIAlign, NMS and the grouped convolution have CPU kernels only: on a CUDA device the
     // pose model uses the GPU and the detector stays on the CPU
     if config.device != "cpu" {

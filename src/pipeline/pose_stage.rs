@@ -98,18 +98,7 @@ pub fn load_pose_model(
     let model_config = card
         .pose_config()
         .ok_or_else(|| format!("model card `{}` is not a pose model", card.name))?;
-    let checkpoint = match &pose.checkpoint {
-        Some(path) => path.clone(),
-        None => card.path_in(&config.models_dir),
-    };
-    if !checkpoint.exists() {
-        return Err(format!(
-            "pose checkpoint {} not found: download it with `vidpose models fetch {}` (into {}), or set pose.checkpoint",
-            checkpoint.display(),
-            card.name,
-            config.models_dir.display()
-        ));
-    }
+    let checkpoint = card.checkpoint(pose.checkpoint.as_deref(), &config.models_dir, "pose")?;
     let decoding = match pose.decode.as_str() {
         // MMPose's kernel rule for the sigma of each input size (2 at 256x192, 3 at 384x288).
         "dark" if model_config.input_size.1 >= 384 => Decoding::Dark { blur_kernel: 17 },
