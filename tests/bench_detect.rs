@@ -29,33 +29,22 @@ fn detector_timing_runs_every_batch() {
 
 #[test]
 fn bench_detect_errors_name_the_problem() {
-    let out = common::vidpose()
-        .args(["bench", "detect", "/nonexistent/cascade.pth"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/cascade.pth"), "{err}");
-
-    let out = common::vidpose()
-        .args(["bench", "detect", "x.pth", "--model", "hrnet_w32_256x192"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a detector"), "{err}");
-
-    let out = common::vidpose()
-        .args([
-            "bench",
-            "detect",
-            "x.pth",
-            "--image",
+    let cases: [(&[&str], &str); 3] = [
+        (&["/nonexistent/cascade.pth"], "/nonexistent/cascade.pth"),
+        (&["x.pth", "--model", "hrnet_w32_256x192"], "not a detector"),
+        (
+            &["x.pth", "--image", "/nonexistent/frame.jpg"],
             "/nonexistent/frame.jpg",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/nonexistent/frame.jpg"), "{err}");
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = common::vidpose()
+            .args(["bench", "detect"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
 }

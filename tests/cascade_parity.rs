@@ -360,10 +360,12 @@ fn check_against(
         .filter(|j| !rpn.matched.contains(&Some(*j)))
         .collect();
     let last = trace.stages.len() - 1;
+    let stds = model.config().roi_head.stage_stds[last];
     let ref_derived = detections_of(
         &ties,
         &rows4(&r[&format!("stage{last}_rois")]),
         &rows4(&r[&format!("stage{last}_deltas")]),
+        stds,
         &trace.meta,
         &want,
     );
@@ -371,6 +373,7 @@ fn check_against(
         &ours_flipped,
         &trace.stages[last].rois,
         &trace.stages[last].deltas,
+        stds,
         &trace.meta,
         &got,
     );
@@ -419,18 +422,18 @@ fn check_against(
 }
 
 /// The detections (rows of `dets`) that are the final boxes of the proposals `rows`: the
-/// last stage's `deltas` applied to its `rois`, scaled back to the original image, as both
-/// implementations compute them.
+/// last stage's `deltas` (with that stage's `stds`) applied to its `rois`, scaled back to the
+/// original image, as both implementations compute them.
 fn detections_of(
     rows: &[usize],
     rois: &[[f32; 4]],
     deltas: &[[f32; 4]],
+    stds: [f32; 4],
     meta: &ImageMeta,
     dets: &[[f32; 4]],
 ) -> Vec<usize> {
     let pick = |v: &[[f32; 4]]| rows.iter().map(|&k| v[k]).collect::<Vec<_>>();
     let (h, w) = meta.img_shape;
-    let stds = vidpose::detect::roi_head::RoiHeadConfig::mmdet(8, 8).stage_stds[2];
     let boxes =
         vidpose::detect::box_coder::decode(&pick(rois), &pick(deltas), stds, (h as f32, w as f32));
     let (sx, sy) = (
