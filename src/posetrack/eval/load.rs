@@ -14,30 +14,20 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::region::Polygon;
-use super::{EvalError, NUM_JOINTS};
+use super::{EvalError, JOINT_NAMES, NUM_JOINTS};
 use crate::posetrack::{Annotation, Image, PoseTrackFile};
 
 /// poseval makes track ids global by adding `sequence index × 10000`; ids must stay below it.
 pub const MAX_TRACK_ID: i64 = 10_000;
 
-/// The 2018 keypoint names of poseval's 15 joints, in poseval's joint order.
-const JOINT_SOURCE_NAMES: [&str; NUM_JOINTS] = [
-    "right_ankle",
-    "right_knee",
-    "right_hip",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-    "right_wrist",
-    "right_elbow",
-    "right_shoulder",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "head_bottom",
-    "nose",
-    "head_top",
-];
+/// The 2018 keypoint names of poseval's 15 joints, in poseval's joint order: its own names,
+/// except that the joint it calls "neck" is the 2018 "head_bottom".
+const JOINT_SOURCE_NAMES: [&str; NUM_JOINTS] = {
+    const NECK: usize = 12;
+    let mut names = JOINT_NAMES;
+    names[NECK] = "head_bottom";
+    names
+};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Point {
@@ -398,6 +388,21 @@ fn remove_ignored(people: &mut Vec<Person>, regions: &[Polygon]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_names_differ_from_poseval_names_only_at_the_neck() {
+        let differ: Vec<(&str, &str)> = JOINT_NAMES
+            .iter()
+            .zip(JOINT_SOURCE_NAMES)
+            .filter(|(a, b)| *a != b)
+            .map(|(a, b)| (*a, b))
+            .collect();
+        assert_eq!(differ, [("neck", "head_bottom")]);
+        // every source name is a PoseTrack 2018 keypoint
+        for name in JOINT_SOURCE_NAMES {
+            assert!(crate::posetrack::KEYPOINT_NAMES.contains(&name), "{name}");
+        }
+    }
 
     #[test]
     fn video_ids_follow_poseval() {
