@@ -6,6 +6,8 @@
 //! full-size R50 / X101 comparison is the ignored test `full_size`
 //! (`scripts/compare_cascade_full.sh`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -223,17 +225,7 @@ const FLIP_SCORE_GAP: f32 = 1e-5;
 
 /// max |a - b| / max |b|.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    let diff = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap();
-    let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-    diff.to_scalar::<f32>().unwrap() / scale.to_scalar::<f32>().unwrap().max(1e-12)
+    (common::max_abs_diff(a, b) / common::max_abs(b).max(1e-12)) as f32
 }
 
 /// Runs `model` on `img` and checks every intermediate against the reference tensors `r`.

@@ -356,21 +356,8 @@ fn all_formats_hold_the_same_tensors() {
         let o = Checkpoint::open(dir.join(other)).unwrap();
         assert_eq!(zip.keys(), o.keys(), "{other}");
         for k in zip.keys() {
-            let a = zip
-                .get(k)
-                .unwrap()
-                .to_dtype(candle_core::DType::F64)
-                .unwrap();
-            let b = o.get(k).unwrap().to_dtype(candle_core::DType::F64).unwrap();
-            let d = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap();
-            assert_eq!(d.to_scalar::<f64>().unwrap(), 0.0, "{other}: {k}");
+            let d = common::max_abs_diff(zip.get(k).unwrap(), o.get(k).unwrap());
+            assert_eq!(d, 0.0, "{other}: {k}");
         }
     }
 }

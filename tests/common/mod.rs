@@ -108,7 +108,6 @@ pub fn narrow_estimator(options: vidpose::pose::PoseOptions) -> vidpose::pose::P
 }
 
 /// Writes `img` as an uncompressed 24-bit BMP: a lossless frame FFmpeg decodes exactly.
-#[allow(dead_code)]
 pub fn write_bmp(path: &Path, img: &RgbImage) {
     let (w, h) = (img.width as usize, img.height as usize);
     let row = (w * 3).div_ceil(4) * 4;
@@ -132,4 +131,25 @@ pub fn write_bmp(path: &Path, img: &RgbImage) {
         out.resize(start + row, 0);
     }
     std::fs::write(path, out).unwrap();
+}
+
+/// The largest |x| over a tensor, in f64.
+pub fn max_abs(t: &candle_core::Tensor) -> f64 {
+    t.to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// The largest |a - b| over two tensors of one shape, computed in f64.
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    assert_eq!(a.dims(), b.dims());
+    let f64 = |t: &candle_core::Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
+    max_abs(&(f64(a) - f64(b)).unwrap())
 }
