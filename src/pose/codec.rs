@@ -165,36 +165,13 @@ fn gaussian_kernel(k: usize) -> Vec<f32> {
 fn dark_modulate(hm: &[f32], k: usize, h: usize, w: usize, ksize: usize) -> Vec<f32> {
     let ksize = ksize.max(1) | 1;
     let g = gaussian_kernel(ksize);
-    let r = (ksize / 2) as i64;
     let mut out = vec![0f32; k * h * w];
     let mut tmp = vec![0f32; h * w];
     for c in 0..k {
         let src = &hm[c * h * w..][..h * w];
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0f32;
-                for (t, gv) in g.iter().enumerate() {
-                    let xx = x as i64 + t as i64 - r;
-                    if xx >= 0 && xx < w as i64 {
-                        acc += gv * src[y * w + xx as usize];
-                    }
-                }
-                tmp[y * w + x] = acc;
-            }
-        }
         let dst = &mut out[c * h * w..][..h * w];
-        for y in 0..h {
-            for x in 0..w {
-                let mut acc = 0f32;
-                for (t, gv) in g.iter().enumerate() {
-                    let yy = y as i64 + t as i64 - r;
-                    if yy >= 0 && yy < h as i64 {
-                        acc += gv * tmp[yy as usize * w + x];
-                    }
-                }
-                dst[y * w + x] = acc;
-            }
-        }
+        blur_pass(src, &mut tmp, h, w, &g, false);
+        blur_pass(&tmp, dst, h, w, &g, true);
         let orig_max = src.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let new_max = dst.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let f = orig_max / new_max;
@@ -203,6 +180,25 @@ fn dark_modulate(hm: &[f32], k: usize, h: usize, w: usize, ksize: usize) -> Vec<
         }
     }
     out
+}
+
+/// One pass of a separable blur with kernel `g` over an `h`x`w` map, along columns
+/// (`vertical`) or rows; zeros outside the map.
+fn blur_pass(src: &[f32], dst: &mut [f32], h: usize, w: usize, g: &[f32], vertical: bool) {
+    let r = (g.len() / 2) as i64;
+    for y in 0..h as i64 {
+        for x in 0..w as i64 {
+            let mut acc = 0f32;
+            for (t, gv) in g.iter().enumerate() {
+                let o = t as i64 - r;
+                let (yy, xx) = if vertical { (y + o, x) } else { (y, x + o) };
+                if (0..h as i64).contains(&yy) && (0..w as i64).contains(&xx) {
+                    acc += gv * src[(yy * w as i64 + xx) as usize];
+                }
+            }
+            dst[(y * w as i64 + x) as usize] = acc;
+        }
+    }
 }
 
 /// Newton step −H⁻¹∇ on the log-heatmap at (x, y); zero near the border or when H is singular.
