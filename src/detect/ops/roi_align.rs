@@ -133,28 +133,23 @@ impl RoiAlign {
     }
 }
 
+/// mmcv's rule along one axis of `n` samples for a coordinate `v >= 0`: the sample below and
+/// the one above, and the coordinate, moved onto the last sample from beyond it.
+fn neighbours(v: f32, n: usize) -> (usize, usize, f32) {
+    let low = v as usize;
+    if low >= n - 1 {
+        (n - 1, n - 1, (n - 1) as f32)
+    } else {
+        (low, low + 1, v)
+    }
+}
+
 fn bilinear_tap(yy: f32, xx: f32, height: usize, width: usize, hf: f32, wf: f32) -> Tap {
     if yy < -1.0 || yy > hf || xx < -1.0 || xx > wf || height == 0 || width == 0 {
         return Tap::default();
     }
-    let (mut y, mut x) = (yy.max(0.0), xx.max(0.0));
-    let (mut y_low, mut x_low) = (y as usize, x as usize);
-    let y_high;
-    let x_high;
-    if y_low >= height - 1 {
-        y_low = height - 1;
-        y_high = y_low;
-        y = y_low as f32;
-    } else {
-        y_high = y_low + 1;
-    }
-    if x_low >= width - 1 {
-        x_low = width - 1;
-        x_high = x_low;
-        x = x_low as f32;
-    } else {
-        x_high = x_low + 1;
-    }
+    let (y_low, y_high, y) = neighbours(yy.max(0.0), height);
+    let (x_low, x_high, x) = neighbours(xx.max(0.0), width);
     let ly = y - y_low as f32;
     let lx = x - x_low as f32;
     let (hy, hx) = (1.0 - ly, 1.0 - lx);
