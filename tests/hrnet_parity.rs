@@ -370,11 +370,16 @@ fn full_size_parity() {
     let dir = PathBuf::from(std::env::var("VIDPOSE_PARITY_DIR").expect("VIDPOSE_PARITY_DIR"));
     let arch = std::env::var("VIDPOSE_PARITY_ARCH").expect("VIDPOSE_PARITY_ARCH");
     let r = Reference::load(&dir);
-    let want = match arch.as_str() {
-        "w32" => PoseModelConfig::w32_256x192(),
-        "w48" => PoseModelConfig::w48_384x288(),
+    let card = match arch.as_str() {
+        "w32" => "hrnet_w32_256x192",
+        "w48" => "hrnet_w48_384x288",
         other => panic!("unknown arch {other}"),
     };
+    let cards = vidpose::models::builtin_cards();
+    let want = vidpose::models::find(&cards, card)
+        .unwrap()
+        .pose_config()
+        .unwrap();
     assert_eq!(r.config, want);
     check_crops(&r);
     check_all_modes(&r, &format!("hrnet_{arch}_zip.pth"));

@@ -40,31 +40,6 @@ pub struct PoseModelConfig {
 }
 
 impl PoseModelConfig {
-    pub fn w32_256x192() -> Self {
-        Self {
-            backbone: HrNetConfig::w32(),
-            input_size: (192, 256),
-        }
-    }
-    pub fn w32_384x288() -> Self {
-        Self {
-            backbone: HrNetConfig::w32(),
-            input_size: (288, 384),
-        }
-    }
-    pub fn w48_256x192() -> Self {
-        Self {
-            backbone: HrNetConfig::w48(),
-            input_size: (192, 256),
-        }
-    }
-    pub fn w48_384x288() -> Self {
-        Self {
-            backbone: HrNetConfig::w48(),
-            input_size: (288, 384),
-        }
-    }
-
     /// Heatmap (width, height): a quarter of the input.
     pub fn heatmap_size(&self) -> (usize, usize) {
         (

@@ -48,14 +48,6 @@ impl HrNetConfig {
         }
     }
 
-    pub fn w32() -> Self {
-        Self::with_width(32)
-    }
-
-    pub fn w48() -> Self {
-        Self::with_width(48)
-    }
-
     /// Channels of the returned feature map (what the head consumes).
     pub fn out_channels(&self) -> usize {
         self.widths[0]
