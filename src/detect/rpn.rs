@@ -81,20 +81,11 @@ impl RpnHead {
             let (_, _, h, w) = f.dims4()?;
             let t = self.conv.forward(f)?;
             // (a, h, w) -> (h, w, a): the anchors' order
-            let logits: Vec<f32> = self
-                .cls
-                .forward(&t)?
-                .squeeze(0)?
-                .permute((1, 2, 0))?
-                .flatten_all()?
-                .to_vec1()?;
-            let deltas: Vec<f32> = self
-                .reg
-                .forward(&t)?
-                .squeeze(0)?
-                .permute((1, 2, 0))?
-                .flatten_all()?
-                .to_vec1()?;
+            let anchor_order = |out: Tensor| -> Result<Vec<f32>> {
+                out.squeeze(0)?.permute((1, 2, 0))?.flatten_all()?.to_vec1()
+            };
+            let logits = anchor_order(self.cls.forward(&t)?)?;
+            let deltas = anchor_order(self.reg.forward(&t)?)?;
             let s: Vec<f32> = logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect();
             let anchors =
                 level_anchors(stride, self.cfg.anchor_scale, &self.cfg.anchor_ratios, h, w);
