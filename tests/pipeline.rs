@@ -51,10 +51,17 @@ fn jpeg_sequence(dir: &Path, numbers: &[u64], listed: u64) -> (PathBuf, PathBuf)
     (seq, boxes)
 }
 
-/// The reason of the run's one failed video.
-fn single_failure(report: &RunReport) -> &str {
+/// Runs `input` with `boxes` on the default configuration; it must be the run's one failed
+/// video and leave no `<name>.json` in `out`. Returns why it failed.
+fn lone_failure(out: &Path, boxes: &Path, input: &Path, name: &str) -> String {
+    let report = run(
+        &config(out, boxes, &[]),
+        &[input.to_path_buf()],
+        default_sink(),
+    );
     assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
-    &report.failed[0].1
+    assert!(!out.join(format!("{name}.json")).exists());
+    report.failed[0].1.clone()
 }
 
 fn config(out: &Path, boxes: &Path, extra: &[&str]) -> Config {
@@ -218,17 +225,11 @@ fn gap_in_numbering_fails_that_sequence_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let (seq, boxes) = jpeg_sequence(dir.path(), &[0, 1, 4], 1);
     let out = dir.path().join("out");
-    let report = run(
-        &config(&out, &boxes, &[]),
-        std::slice::from_ref(&seq),
-        default_sink(),
-    );
-    let reason = single_failure(&report);
+    let reason = lone_failure(&out, &boxes, &seq, "seq");
     assert!(
         reason.contains("gap") && reason.contains(&seq.display().to_string()),
         "{reason}"
     );
-    assert!(!out.join("seq.json").exists());
 
     let report = run(
         &config(&out, &boxes, &["input.allow_gaps=true"]),
@@ -251,15 +252,9 @@ fn boxes_for_frames_that_do_not_exist() {
     let boxes = dir.path().join("b.json");
     boxes_file(&boxes, "clip", 5);
     let out = dir.path().join("out");
-    let report = run(
-        &config(&out, &boxes, &[]),
-        &[dir.path().join("clip.mp4")],
-        default_sink(),
-    );
-    let reason = single_failure(&report);
+    let reason = lone_failure(&out, &boxes, &dir.path().join("clip.mp4"), "clip");
     assert!(reason.contains(&boxes.display().to_string()), "{reason}");
     assert!(reason.contains("3, 4"), "{reason}");
-    assert!(!out.join("clip.json").exists());
 }
 
 #[test]
@@ -512,17 +507,11 @@ fn a_frame_listed_in_the_annotation_file_but_missing_fails_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let (seq, boxes) = jpeg_sequence(dir.path(), &[0, 1, 2], 4);
     let out = dir.path().join("out");
-    let report = run(
-        &config(&out, &boxes, &[]),
-        std::slice::from_ref(&seq),
-        default_sink(),
-    );
-    let reason = single_failure(&report);
+    let reason = lone_failure(&out, &boxes, &seq, "seq");
     assert!(
         reason.contains("number 3") && reason.contains(&boxes.display().to_string()),
         "{reason}"
     );
-    assert!(!out.join("seq.json").exists());
 }
 
 #[test]
