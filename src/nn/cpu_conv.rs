@@ -21,11 +21,11 @@ pub struct CpuConv {
     weight: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
     c_in: usize,
-    c_out: usize,
+    pub(crate) c_out: usize,
     k: usize,
     stride: usize,
     pad: usize,
-    relu: bool,
+    pub(crate) relu: bool,
 }
 
 thread_local! {
@@ -34,7 +34,7 @@ thread_local! {
 
 /// Runs `f` on this thread's im2col buffer, sized to `len`: reused across calls so the hot
 /// path does not allocate.
-pub(crate) fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     COLUMNS.with(|buf| {
         let mut cols = buf.borrow_mut();
         cols.resize(len, 0.0);
@@ -44,7 +44,7 @@ pub(crate) fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 
 /// `dst += weight · cols`, all row-major: `dst` is `rows x p`, `weight` `rows x kk`, `cols`
 /// `kk x p` (only its first `kk·p` values are read).
-pub(crate) fn gemm_accumulate(dst: &mut [f32], weight: &[f32], cols: &[f32], p: usize, kk: usize) {
+fn gemm_accumulate(dst: &mut [f32], weight: &[f32], cols: &[f32], p: usize, kk: usize) {
     let rows = dst.len() / p;
     assert!(cols.len() >= kk * p && dst.len() == rows * p && weight.len() == rows * kk);
     // SAFETY: dst is rows x p, weight rows x kk, cols kk x p, all row-major and in bounds
@@ -74,7 +74,7 @@ pub(crate) fn gemm_accumulate(dst: &mut [f32], weight: &[f32], cols: &[f32], p: 
     }
 }
 
-pub(crate) fn relu_in_place(v: &mut [f32]) {
+fn relu_in_place(v: &mut [f32]) {
     for x in v.iter_mut() {
         *x = x.max(0.0);
     }
@@ -109,6 +109,34 @@ impl CpuConv {
         (f(h), f(w))
     }
 
+    /// The output size of a `c`x`h`x`w` input, checked to fit this convolution applied in
+    /// `groups` groups (1: a plain convolution); `what` names the operation in errors.
+    pub(crate) fn check_input(
+        &self,
+        c: usize,
+        h: usize,
+        w: usize,
+        groups: usize,
+        what: &str,
+    ) -> Result<(usize, usize)> {
+        let c_in = self.c_in * groups;
+        if c != c_in {
+            candle_core::bail!("{what} expects {c_in} input channels, got {c}");
+        }
+        if h + 2 * self.pad < self.k || w + 2 * self.pad < self.k {
+            candle_core::bail!(
+                "{what} input {h}x{w} smaller than its {0}x{0} kernel",
+                self.k
+            );
+        }
+        Ok(self.out_size(h, w))
+    }
+
+    /// A 1x1 convolution with stride 1 and no padding: the image is its own im2col matrix.
+    fn is_direct(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
     /// `(kernel, stride, padding)`.
     fn geometry(&self) -> (usize, usize, usize) {
         (self.k, self.stride, self.pad)
@@ -128,14 +156,13 @@ impl CpuConv {
         relu: bool,
         split: bool,
     ) {
-        let (oh, ow) = self.out_size(h, w);
-        let p = oh * ow;
-        let kk = self.c_in * self.k * self.k;
-        let direct = self.k == 1 && self.stride == 1 && self.pad == 0;
         if split {
+            let (oh, ow) = self.out_size(h, w);
+            let p = oh * ow;
+            let kk = self.c_in * self.k * self.k;
             // a fresh buffer: other threads read it while this one may pick up unrelated work
             let owned;
-            let cols: &[f32] = if direct {
+            let cols: &[f32] = if self.is_direct() {
                 img
             } else {
                 let mut c = vec![0f32; kk * p];
@@ -151,12 +178,33 @@ impl CpuConv {
                     let res = residual.map(|r| &r[i * chunk * p..][..d.len()]);
                     self.rows(cols, p, i * chunk, d, res, relu);
                 });
-        } else if direct {
-            self.rows(img, p, 0, dst, residual, relu);
         } else {
-            with_columns(kk * p, |cols| {
+            self.block(img, h, w, 0, dst, residual, relu);
+        }
+    }
+
+    /// Output channels `co0..` (as many as `dst` holds) of one image `img` (`[c_in, h, w]`),
+    /// on this thread: im2col into the per-thread buffer (unless the kernel is 1x1), then
+    /// [`Self::rows`]. A grouped convolution is one such block per group.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn block(
+        &self,
+        img: &[f32],
+        h: usize,
+        w: usize,
+        co0: usize,
+        dst: &mut [f32],
+        residual: Option<&[f32]>,
+        relu: bool,
+    ) {
+        let (oh, ow) = self.out_size(h, w);
+        let p = oh * ow;
+        if self.is_direct() {
+            self.rows(img, p, co0, dst, residual, relu);
+        } else {
+            with_columns(self.c_in * self.k * self.k * p, |cols| {
                 im2col(img, self.c_in, h, w, self.geometry(), oh, ow, cols);
-                self.rows(cols, p, 0, dst, residual, relu);
+                self.rows(cols, p, co0, dst, residual, relu);
             });
         }
     }
@@ -200,7 +248,7 @@ impl CpuConv {
 /// Row `(ci·k + ki)·k + kj` holds, for every output pixel, the input pixel that kernel tap
 /// (ki, kj) of channel ci sees (0 in the padding). `img` is `[c_in, h, w]`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn im2col(
+fn im2col(
     img: &[f32],
     c_in: usize,
     h: usize,
@@ -265,13 +313,7 @@ impl CpuConv {
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(storage, layout)?;
         let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.c_in {
-            candle_core::bail!("conv expects {} input channels, got {c}", self.c_in);
-        }
-        if h + 2 * self.pad < self.k || w + 2 * self.pad < self.k {
-            candle_core::bail!("conv input {h}x{w} smaller than its {0}x{0} kernel", self.k);
-        }
-        let (oh, ow) = self.out_size(h, w);
+        let (oh, ow) = self.check_input(c, h, w, 1, "conv")?;
         let out_shape = Shape::from((n, self.c_out, oh, ow));
         let residual = match residual {
             Some((s, l)) => {

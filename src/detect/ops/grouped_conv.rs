@@ -1,30 +1,22 @@
 //! Grouped 2-D convolution on the CPU (ResNeXt's 3x3 layers: 64 groups).
 //!
 //! candle runs a grouped convolution as one convolution per group plus a concatenation. Here
-//! every group of every image is one task on rayon's pool: the group's im2col matrix
-//! (`c_in/g·k·k` rows of output pixels) is built in a per-thread buffer and one GEMM writes
-//! the group's output channels in place, starting from the (BN-folded) bias, with the ReLU
-//! fused. Output channels of a group are contiguous in NCHW, so the groups write disjoint
-//! slices and need no gathering afterwards.
+//! every group of every image is one task on rayon's pool: one block of the CPU convolution
+//! ([`CpuConv::block`]: the group's im2col matrix of `c_in/g·k·k` rows in a per-thread buffer,
+//! one GEMM writing the group's output channels in place from the BN-folded bias, ReLU fused).
+//! Output channels of a group are contiguous in NCHW, so the groups write disjoint slices and
+//! need no gathering afterwards.
 
-use std::sync::Arc;
-
-use crate::nn::cpu_conv::{gemm_accumulate, im2col, relu_in_place, with_columns};
+use crate::nn::cpu_conv::CpuConv;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 #[derive(Debug, Clone)]
 pub struct GroupedConv {
-    /// `[c_out, c_in/groups, k, k]` flattened.
-    weight: Arc<Vec<f32>>,
-    bias: Arc<Vec<f32>>,
-    c_in: usize,
-    c_out: usize,
+    /// The convolution of one group: `c_in/groups` input channels, all `c_out` output
+    /// channels (group `g` owns `g·c_out/groups..`), so that a group is one block of it.
+    conv: CpuConv,
     groups: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    relu: bool,
 }
 
 impl GroupedConv {
@@ -45,51 +37,17 @@ impl GroupedConv {
                 weight.shape()
             );
         }
-        Ok(Self {
-            weight: Arc::new(weight.flatten_all()?.to_vec1()?),
-            bias: Arc::new(bias.to_vec1()?),
-            c_in: c_in_g * groups,
+        let conv = CpuConv::new(
+            weight.flatten_all()?.to_vec1()?,
+            bias.to_vec1()?,
+            c_in_g,
             c_out,
-            groups,
             k,
             stride,
             pad,
             relu,
-        })
-    }
-
-    fn out_size(&self, n: usize) -> usize {
-        (n + 2 * self.pad).saturating_sub(self.k) / self.stride + 1
-    }
-
-    /// Group `g` of one image: `img` is `[c_in, h, w]`, `dst` the group's `[c_out/g, oh, ow]`.
-    fn group(&self, g: usize, img: &[f32], h: usize, w: usize, dst: &mut [f32]) {
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let p = oh * ow;
-        let cg_in = self.c_in / self.groups;
-        let cg_out = self.c_out / self.groups;
-        let kk = cg_in * self.k * self.k;
-        for (row, b) in dst.chunks_exact_mut(p).zip(&self.bias[g * cg_out..]) {
-            row.fill(*b);
-        }
-        let weight = &self.weight[g * cg_out * kk..][..cg_out * kk];
-        let geometry = (self.k, self.stride, self.pad);
-        with_columns(kk * p, |cols| {
-            im2col(
-                &img[g * cg_in * h * w..],
-                cg_in,
-                h,
-                w,
-                geometry,
-                oh,
-                ow,
-                cols,
-            );
-            gemm_accumulate(dst, weight, cols, p, kk);
-        });
-        if self.relu {
-            relu_in_place(dst);
-        }
+        );
+        Ok(Self { conv, groups })
     }
 }
 
@@ -105,25 +63,21 @@ impl CustomOp1 for GroupedConv {
             .ok_or_else(|| candle_core::Error::msg("grouped conv input must be contiguous"))?;
         let x = &data[a..b];
         let (n, c, h, w) = layout.shape().dims4()?;
-        if c != self.c_in {
-            candle_core::bail!("grouped conv expects {} input channels, got {c}", self.c_in);
-        }
-        if h + 2 * self.pad < self.k || w + 2 * self.pad < self.k {
-            candle_core::bail!(
-                "grouped conv input {h}x{w} smaller than its {0}x{0} kernel",
-                self.k
-            );
-        }
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let group_len = self.c_out / self.groups * oh * ow;
-        let mut out = vec![0f32; n * self.c_out * oh * ow];
-        out.par_chunks_mut(group_len.max(1))
+        let (oh, ow) = self
+            .conv
+            .check_input(c, h, w, self.groups, "grouped conv")?;
+        let (cg_in, c_out) = (c / self.groups, self.conv.c_out);
+        let cg_out = c_out / self.groups;
+        let mut out = vec![0f32; n * c_out * oh * ow];
+        out.par_chunks_mut((cg_out * oh * ow).max(1))
             .enumerate()
             .for_each(|(i, dst)| {
                 let (img, g) = (i / self.groups, i % self.groups);
-                self.group(g, &x[img * c * h * w..][..c * h * w], h, w, dst);
+                let group_in = &x[img * c * h * w + g * cg_in * h * w..][..cg_in * h * w];
+                self.conv
+                    .block(group_in, h, w, g * cg_out, dst, None, self.conv.relu);
             });
-        Ok((CpuStorage::F32(out), Shape::from((n, self.c_out, oh, ow))))
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, oh, ow))))
     }
 }
 
