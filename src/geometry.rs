@@ -16,9 +16,27 @@ impl BBox {
         Self { x1, y1, x2, y2 }
     }
 
-    /// From COCO `[x, y, w, h]`.
+    /// From COCO `[x, y, w, h]` in f32, the corners added in f32: MMPose's
+    /// `bbox_xywh2xyxy` on a detection-results file, which it reads as float32 first.
     pub fn from_xywh(xywh: [f32; 4]) -> Self {
         Self::new(xywh[0], xywh[1], xywh[0] + xywh[2], xywh[1] + xywh[3])
+    }
+
+    /// A ground-truth `[x, y, w, h]` as MMPose's COCO-style datasets (PoseTrack18 among them)
+    /// turn it into corners (`BaseCocoStyleDataset.parse_data_info`): `x + w` added in f64 as read
+    /// from the JSON, each corner clipped to `[0, size - 1]` of the image the annotation file
+    /// names, then rounded once to f32. Adding in f32 instead moves the crop centre by an ulp,
+    /// enough to flip pixel roundings in the warp.
+    pub fn from_annotation_xywh(xywh: [f64; 4], image_width: f64, image_height: f64) -> Self {
+        let [x, y, w, h] = xywh;
+        // numpy's clip: max with the low bound, then min with the high one.
+        let clip = |v: f64, size: f64| v.max(0.0).min(size - 1.0) as f32;
+        Self::new(
+            clip(x, image_width),
+            clip(y, image_height),
+            clip(x + w, image_width),
+            clip(y + h, image_height),
+        )
     }
 
     /// To COCO `[x, y, w, h]`.
@@ -242,6 +260,18 @@ mod tests {
         let b = BBox::from_xywh([1.0, 2.0, 3.0, 4.0]);
         assert_eq!(b, BBox::new(1.0, 2.0, 4.0, 6.0));
         assert_eq!(b.to_xywh(), [1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn annotation_boxes_add_in_f64_and_clip_to_the_image() {
+        // 1234.567 + 89.123 is 1323.69 rounded once, 1323.6901 when added in f32.
+        let b = BBox::from_annotation_xywh([1234.567, 10.0, 89.123, 20.0], 1920.0, 1080.0);
+        assert_eq!(b.x2, 1323.69_f32);
+        assert_ne!(b.x2, 1234.567_f32 + 89.123_f32);
+        assert_ne!(BBox::from_xywh([1234.567, 10.0, 89.123, 20.0]).x2, b.x2);
+        // Corners outside the frame land on its first and last pixel.
+        let b = BBox::from_annotation_xywh([-5.5, -1.0, 2000.0, 2000.0], 1920.0, 1080.0);
+        assert_eq!(b, BBox::new(0.0, 0.0, 1919.0, 1079.0));
     }
 
     #[test]

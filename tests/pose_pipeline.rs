@@ -20,6 +20,7 @@ fn run_with_narrow_model(inputs: &[PathBuf], overrides: &[String], flip: bool) {
     if !overrides.iter().any(|o| o.starts_with("tracker.")) {
         // Compare every box with the estimator: no NMS, no track births dropping people.
         overrides.push("tracker.kind=given".into());
+        overrides.push("tracker.nms_oks_threshold=1.0".into());
     }
     let config = Config::load(None, &overrides).unwrap();
     let options = PoseOptions {

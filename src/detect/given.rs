@@ -40,12 +40,85 @@ pub fn frame_key(file_name: &str) -> Option<FrameKey> {
     Some((seq, number))
 }
 
+/// Where a box came from, which fixes how MMPose's test loop turns it into crop corners.
+#[derive(Debug, Clone, PartialEq)]
+enum Corners {
+    /// A ground-truth `[x, y, w, h]`; its corners are clipped to the image, whose size the
+    /// annotation file gives (`width`, `height`) or, failing that, the decoded frame.
+    Annotation {
+        xywh: [f64; 4],
+        image_size: Option<(f64, f64)>,
+    },
+    /// A detection result, converted as read (float32, no clipping).
+    Detection(BBox),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GivenBox {
-    pub bbox: BBox,
+    corners: Corners,
     pub score: f32,
     /// The track id of a ground-truth annotation.
     pub track_id: Option<i64>,
+}
+
+impl GivenBox {
+    /// The box's corners on a `frame_width` x `frame_height` frame; `None` for a ground-truth
+    /// box left empty by the clipping, which MMPose drops (`_is_valid_instance`).
+    pub fn bbox(&self, frame_width: u32, frame_height: u32) -> Option<BBox> {
+        match &self.corners {
+            Corners::Detection(b) => Some(*b),
+            Corners::Annotation { xywh, image_size } => {
+                let (w, h) = image_size.unwrap_or((frame_width as f64, frame_height as f64));
+                let b = BBox::from_annotation_xywh(*xywh, w, h);
+                (b.width() > 0.0 && b.height() > 0.0).then_some(b)
+            }
+        }
+    }
+}
+
+/// Why MMPose's top-down datasets leave a ground-truth annotation out of the test set
+/// (`BaseCocoStyleDataset.parse_data_info` and `_is_valid_instance`), checked in its order;
+/// `None` when it is kept. The box-size rule needs the image and is applied in
+/// [`GivenBox::bbox`].
+fn skipped_by_mmpose(ann: &posetrack::Annotation) -> Option<&'static str> {
+    let Some(keypoints) = &ann.keypoints else {
+        return Some("no `keypoints`");
+    };
+    if ann.extra.get("iscrowd").is_some_and(json_truthy) {
+        return Some("crowd (`iscrowd`)");
+    }
+    // (x, y) in float32, as the dataset holds them.
+    let xy = |j: usize| (keypoints[3 * j] as f32, keypoints[3 * j + 1] as f32);
+    let joints = keypoints.len() / 3;
+    let labelled = match ann.extra.get("num_keypoints") {
+        Some(n) => n.as_f64().is_none_or(|n| n != 0.0),
+        None => (0..joints).any(|j| {
+            let (x, y) = xy(j);
+            x.max(y) != 0.0
+        }),
+    };
+    if !labelled {
+        return Some("no labelled keypoint (`num_keypoints` 0)");
+    }
+    if (0..joints).all(|j| {
+        let (x, y) = xy(j);
+        x <= 0.0 && y <= 0.0
+    }) {
+        return Some("no keypoint coordinate above 0");
+    }
+    None
+}
+
+/// Python's truth value of a JSON value.
+fn json_truthy(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(b) => *b,
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        serde_json::Value::String(s) => !s.is_empty(),
+        serde_json::Value::Array(a) => !a.is_empty(),
+        serde_json::Value::Object(o) => !o.is_empty(),
+    }
 }
 
 /// Boxes indexed by frame, plus the annotation file's image entries so that outputs can keep
@@ -87,7 +160,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value, BoxesError> {
     })
 }
 
-fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<BBox, BoxesError> {
+fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<(), BoxesError> {
     if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
         return Err(BoxesError::Invalid {
             path: path.to_path_buf(),
@@ -96,12 +169,7 @@ fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<BBox, BoxesError> 
             ),
         });
     }
-    Ok(BBox::from_xywh([
-        b[0] as f32,
-        b[1] as f32,
-        b[2] as f32,
-        b[3] as f32,
-    ]))
+    Ok(())
 }
 
 impl GivenBoxes {
@@ -171,26 +239,52 @@ impl GivenBoxes {
             self.boxes.entry(key.clone()).or_default();
             self.images.insert(key, image.clone());
         }
+        let mut skipped: Vec<(&str, usize)> = Vec::new();
         for (n, ann) in file.annotations.iter().enumerate() {
             if ann.category_id.is_some_and(|c| c != 1) {
                 continue;
             }
             let Some(b) = &ann.bbox else { continue };
-            let bbox = check_box(path, &format!("annotations[{n}]"), b)?;
+            check_box(path, &format!("annotations[{n}]"), b)?;
+            if let Some(reason) = skipped_by_mmpose(ann) {
+                match skipped.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, count)) => *count += 1,
+                    None => skipped.push((reason, 1)),
+                }
+                continue;
+            }
             let score = ann.score.unwrap_or(1.0) as f32;
             if score < score_threshold {
                 continue;
             }
             // image ids were checked against `images` by the reader.
             let key = &keys[&ann.image_id];
+            let image = &self.images[key];
+            let size = |k: &str| image.extra.get(k).and_then(|v| v.as_f64());
+            let image_size = size("width").zip(size("height"));
             self.boxes
                 .get_mut(key)
                 .expect("added above")
                 .push(GivenBox {
-                    bbox,
+                    corners: Corners::Annotation {
+                        xywh: *b,
+                        image_size,
+                    },
                     score,
                     track_id: ann.track_id,
                 });
+        }
+        if !skipped.is_empty() {
+            let reasons: Vec<String> = skipped
+                .iter()
+                .map(|(r, n)| format!("{n} with {r}"))
+                .collect();
+            tracing::info!(
+                "{}: {} annotation(s) left out, as MMPose's test set leaves them out: {}",
+                path.display(),
+                skipped.iter().map(|(_, n)| n).sum::<usize>(),
+                reasons.join(", ")
+            );
         }
         Ok(())
     }
@@ -217,7 +311,9 @@ impl GivenBoxes {
                     path: path.to_path_buf(),
                     message: format!("entry {n}: {e} (expected {{image_id, bbox: [x, y, w, h], score, category_id}})"),
                 })?;
-            let bbox = check_box(path, &format!("entry {n}"), &det.bbox)?;
+            check_box(path, &format!("entry {n}"), &det.bbox)?;
+            let b = det.bbox;
+            let bbox = BBox::from_xywh([b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32]);
             if !det.score.is_finite() {
                 return Err(BoxesError::Invalid {
                     path: path.to_path_buf(),
@@ -232,6 +328,7 @@ impl GivenBoxes {
                     images_file.display()
                 ),
             })?;
+            // MMPose compares the float32 score with the threshold (`filter_data`).
             if det.category_id != 1 || (det.score as f32) < score_threshold {
                 continue;
             }
@@ -239,7 +336,7 @@ impl GivenBoxes {
                 .get_mut(key)
                 .expect("added above")
                 .push(GivenBox {
-                    bbox,
+                    corners: Corners::Detection(bbox),
                     score: det.score as f32,
                     track_id: None,
                 });
@@ -256,13 +353,23 @@ impl GivenBoxes {
         self.boxes.keys().any(|(s, _)| s == name)
     }
 
-    /// Persons for one frame (empty when the file lists none).
-    pub fn persons(&self, seq: &str, number: u64) -> Vec<(Person, Option<i64>)> {
+    /// Persons for one frame of `frame_width` x `frame_height` pixels (empty when the file
+    /// lists none), boxed as MMPose's test loop boxes them.
+    pub fn persons(
+        &self,
+        seq: &str,
+        number: u64,
+        frame_width: u32,
+        frame_height: u32,
+    ) -> Vec<(Person, Option<i64>)> {
         self.boxes
             .get(&(seq.to_string(), number))
             .map(|list| {
                 list.iter()
-                    .map(|b| (Person::from_box(b.bbox, b.score), b.track_id))
+                    .filter_map(|b| {
+                        let bbox = b.bbox(frame_width, frame_height)?;
+                        Some((Person::from_box(bbox, b.score), b.track_id))
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -312,7 +312,9 @@ pub fn run_with_models(
         )));
     }
     middle.push(match config.tracker.kind {
-        crate::track::TrackerKind::Given => Box::new(stages::GivenTrackStage),
+        crate::track::TrackerKind::Given => Box::new(stages::GivenTrackStage {
+            nms_oks_threshold: config.tracker.nms_oks_threshold,
+        }),
         crate::track::TrackerKind::Hungarian => {
             Box::new(stages::HungarianTrackStage::new(config.tracker.clone()))
         }

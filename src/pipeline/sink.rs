@@ -161,7 +161,9 @@ fn annotations(frame: &Frame) -> Vec<Annotation> {
                 bbox_head: None,
                 keypoints,
                 scores,
-                score: Some(p.bbox_score as f64),
+                // MMPose's instance score (box score x mean confident keypoint score), as its
+                // PoseTrack18 metric writes it; the box score alone without keypoints.
+                score: Some(crate::track::nms::instance_score(p) as f64),
                 category_id: Some(1),
                 extra: Default::default(),
             }

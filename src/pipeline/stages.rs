@@ -143,8 +143,9 @@ impl Stage for GivenBoxesStage {
                 if let Some(boxes) = &frame.video.boxes {
                     let name = &frame.video.job.name;
                     let number = frame.decoded.number;
+                    let image = &frame.decoded.image;
                     frame.persons = boxes
-                        .persons(name, number)
+                        .persons(name, number, image.width, image.height)
                         .into_iter()
                         .map(|(mut p, track)| {
                             p.track_id = track.and_then(|t| u64::try_from(t).ok());
@@ -196,7 +197,11 @@ fn list_numbers(n: &[u64]) -> String {
 
 /// Keeps track ids given with the boxes (ground truth); people without one are numbered within
 /// their frame after the given ids, so ids stay unique per frame.
-pub struct GivenTrackStage;
+pub struct GivenTrackStage {
+    /// The pose NMS MMPose applies before writing PoseTrack results (`tracker.nms_oks_threshold`;
+    /// 1.0 disables it).
+    pub nms_oks_threshold: f32,
+}
 
 impl Stage for GivenTrackStage {
     fn name(&self) -> &'static str {
@@ -210,6 +215,9 @@ impl Stage for GivenTrackStage {
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
         if let Msg::Frame(mut frame) = msg {
             metrics.batches += 1;
+            if self.nms_oks_threshold < 1.0 {
+                crate::track::nms::oks_nms(&mut frame.persons, self.nms_oks_threshold);
+            }
             let mut used: std::collections::HashSet<u64> =
                 frame.persons.iter().filter_map(|p| p.track_id).collect();
             let mut next = 0;

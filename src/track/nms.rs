@@ -12,15 +12,14 @@ pub fn instance_score(person: &Person) -> f32 {
     let Some(kps) = &person.keypoints else {
         return person.bbox_score;
     };
+    // In float32 and in MMPose's order (`CocoMetric.compute_metrics`): the mean first, then
+    // the product, so the written score matches to the bit.
     let (sum, n) = kps
         .iter()
         .filter(|k| k.score > KEYPOINT_SCORE_THRESHOLD)
         .fold((0.0f32, 0usize), |(s, n), k| (s + k.score, n + 1));
-    if n == 0 {
-        0.0
-    } else {
-        person.bbox_score * sum / n as f32
-    }
+    let mean = if n == 0 { 0.0 } else { sum / n as f32 };
+    person.bbox_score * mean
 }
 
 /// Greedy OKS-NMS: in order of instance score, a pose is dropped when its OKS with a kept pose is

@@ -349,8 +349,23 @@ impl ImageListDecoder {
     }
 }
 
-/// Decodes the single picture of an image file.
+/// Decodes an image file: JPEG and PNG exactly as OpenCV's `imread` decodes them (the reference
+/// reads PoseTrack's frames that way), other formats with FFmpeg.
 fn decode_image(path: &Path, rgb: &mut RgbConverter) -> Result<RgbImage, VideoError> {
+    match crate::image::read_still(path) {
+        Ok(Some(decoded)) => {
+            if let Some(warning) = decoded.warning {
+                tracing::warn!("{}: {warning} (decoded as far as it goes)", path.display());
+            }
+            Ok(decoded.image)
+        }
+        Ok(None) => decode_image_ffmpeg(path, rgb),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Decodes the single picture of an image file with FFmpeg.
+fn decode_image_ffmpeg(path: &Path, rgb: &mut RgbConverter) -> Result<RgbImage, VideoError> {
     let (mut input, index, mut decoder) = open_video_stream(path, 1)?;
     let err = |message: String| VideoError::Decode {
         path: path.to_path_buf(),

@@ -24,6 +24,8 @@ pub enum VideoError {
     Open { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Decode { path: PathBuf, message: String },
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     #[error("{path}: cannot write the overlay video: {message}")]
     Encode { path: PathBuf, message: String },
 }
