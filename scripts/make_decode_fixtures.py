@@ -11,6 +11,9 @@ returns (its BGR channels reversed), to `tests/fixtures/decode/`:
                          interlaced, EXIF orientation
   videos/*.mp4           H.264 at sizes that are not multiples of 16 (4:2:0, 4:2:2, 4:4:4),
                          MPEG-4 Part 2
+  warps                  `cv2.warpAffine(INTER_LINEAR)` (the top-down crop) of a real PoseTrack
+                         frame, cut to 160x120, at output widths with and without a scalar
+                         tail in OpenCV's vector loop: the forward matrix and the output hash
   expected.json          per file: width, height, sha256 of the RGB bytes (per frame for
                          videos), or null where OpenCV cannot decode it; also the same for
                          every JPEG, PNG and video in ../shared/data (tests use them when
@@ -130,6 +133,66 @@ def video_entry(path):
     return frames
 
 
+def naive_warp(src, m, w, h):
+    """A plain float32 bilinear warp: fused multiply-adds everywhere, no vector/scalar split.
+    Used only to pick the cases where the exact arithmetic order matters."""
+    f32, f64 = np.float32, np.float64
+
+    def fma(a, b, c):
+        return (np.asarray(a, f64) * np.asarray(b, f64) + np.asarray(c, f64)).astype(f32)
+
+    inv = cv2.invertAffineTransform(m).astype(f32).reshape(-1)
+    ys = np.arange(h, dtype=f32)[:, None] * np.ones((1, w), f32)
+    xs = np.arange(w, dtype=f32)[None, :] * np.ones((h, 1), f32)
+    sx = fma(xs, inv[0], fma(ys, inv[1], inv[2]))
+    sy = fma(xs, inv[3], fma(ys, inv[4], inv[5]))
+    ix, iy = np.floor(sx).astype(int), np.floor(sy).astype(int)
+    a, b = (sx - ix).astype(f32)[..., None], (sy - iy).astype(f32)[..., None]
+    sh, sw = src.shape[:2]
+
+    def px(x, y):
+        inside = (x >= 0) & (y >= 0) & (x < sw) & (y < sh)
+        v = src[np.clip(y, 0, sh - 1), np.clip(x, 0, sw - 1)].astype(f32)
+        v[~inside] = 0
+        return v
+
+    p00, p01, p10, p11 = px(ix, iy), px(ix + 1, iy), px(ix, iy + 1), px(ix + 1, iy + 1)
+    top = fma(a, p01 - p00, p00)
+    bottom = fma(a, p11 - p10, p10)
+    return np.clip(np.round(fma(b, bottom - top, top)), 0, 255).astype(np.uint8)
+
+
+def warp_cases():
+    """Top-down crop warps as MMPose's TopdownAffine runs them, at several output widths: for
+    each width, random crops on which a naive float32 warp differs from OpenCV's in at least one
+    pixel (the order of OpenCV's arithmetic matters there), and two ordinary ones."""
+    frame = cv2.imdecode(np.fromfile(os.path.join(REPO, 'samples', 'posetrack18', 'images', 'val',
+                                                  '012834_mpii_test', '000000.jpg'), np.uint8),
+                         cv2.IMREAD_COLOR)
+    src = np.ascontiguousarray(frame[400:520, 300:460])  # 160x120, real texture
+    rng = np.random.default_rng(7)
+    cases = []
+    for w in (96, 192, 100, 37, 201, 113):
+        h = w * 4 // 3
+        hard, plain = 0, 0
+        for _ in range(400):
+            if hard >= 4 and plain >= 2:
+                break
+            cx, cy = rng.uniform(-20, 180), rng.uniform(-20, 140)
+            s = rng.uniform(10, 300)
+            pts_src = np.array([[cx, cy], [cx - s / 2, cy], [cx - s / 2, cy + s / 2]], np.float32)
+            pts_dst = np.array([[w / 2, h / 2], [0, h / 2], [0, h / 2 + w / 2]], np.float32)
+            m = cv2.getAffineTransform(pts_src, pts_dst)
+            out = cv2.warpAffine(src, m, (w, h), flags=cv2.INTER_LINEAR)
+            sensitive = bool((naive_warp(src, m, w, h) != out).any())
+            if (sensitive and hard < 4) or (not sensitive and plain < 2):
+                hard += sensitive
+                plain += not sensitive
+                cases.append({'matrix': m.reshape(-1).tolist(), 'sensitive': sensitive,
+                              **digest(out)})
+    return digest(src), cases
+
+
 def main():
     for sub in ('images', 'videos'):
         os.makedirs(os.path.join(OUT, sub), exist_ok=True)
@@ -137,6 +200,10 @@ def main():
     write_videos(os.path.join(OUT, 'videos'))
     expected = {'opencv': cv2.__version__, 'numpy': np.__version__,
                 'images': {}, 'videos': {}, 'shared_images': {}, 'shared_videos': {}}
+    source, cases = warp_cases()
+    expected['warp_source'] = {'frame': 'samples/posetrack18/images/val/012834_mpii_test/000000.jpg',
+                               'rows': [400, 520], 'cols': [300, 460], **source}
+    expected['warps'] = cases
     for name in sorted(os.listdir(os.path.join(OUT, 'images'))):
         expected['images'][name] = image_entry(os.path.join(OUT, 'images', name))
     for name in sorted(os.listdir(os.path.join(OUT, 'videos'))):

@@ -13,17 +13,24 @@ files into the output folder).  Two box modes, as MMPose's PoseTrack18 configs h
        config's own `filter_cfg=dict(bbox_score_thr=0.4)`
 
 For each mode, OUT/<mode>/ gets
-  <seq>.json      PoseTrack18Metric's per-video prediction files, byte for byte as it wrote them
-                  (results2json: json, sort_keys, indent=4)
-  instances.json  every instance the model ran on, before the metric's rescoring / OKS NMS:
-                  img_id, img_path, id, float32 bbox (xyxy), bbox_score, bbox_center, bbox_scale
-                  (after TopdownAffine's aspect fix), area (= prod(bbox_scale), the area the
-                  metric's OKS NMS uses), keypoints (17x2, image pixels), keypoint_scores (17);
-                  plus what the metric then did with it: score (rescored), kept (survived NMS),
-                  track_id (the index results2json gave it).  Floats are float(np.float32(v)),
-                  so they parse back to the exact float32 value.
-  ap.json         the metric's returned numbers, poseval's AP table for the written files
-                  (per joint, cumulative, total), instance counts, and the versions used.
+  <seq>.json      PoseTrack18Metric's per-video prediction files (results2json).  MMPose writes
+                  them with sort_keys and indent=4; they are re-written here without whitespace
+                  (every number token unchanged: json.dumps(json.load(f), sort_keys=True,
+                  indent=4) gives MMPose's bytes back, which is checked, and ap.json holds the
+                  originals' sha256).  poseval's AP is computed on these files.
+  instances.json  every instance the model ran on, in the order it ran, before the metric's
+                  rescoring / OKS NMS: img_id, id, float32 bbox (xyxy, as the dataset made it),
+                  bbox_score, bbox_center, bbox_scale (after TopdownAffine's aspect fix: what
+                  gt_instances.bbox_scales holds), area (= prod(bbox_scale): what OKS NMS uses);
+                  then what the metric did with it: score (rescored), kept (survived OKS NMS),
+                  track_id (the index results2json gave it in its frame).  The model's keypoints
+                  (17x2, image pixels) and keypoint_scores (17) are inline for instances NMS
+                  dropped; for kept ones they are annotation number `annotation` of `file`
+                  (keypoints[3k], [3k+1] = x, y; [3k+2] = score), checked equal, and not repeated
+                  (keeps the fixture small).  `images` maps img_id to the image path.  Floats
+                  are float(np.float32(v)), which parse back to the exact float32 value.
+  ap.json         the numbers the metric returned, poseval's AP for the written files (per
+                  joint, cumulative, table), counts, and the versions used.
 
 Modes of this script:
   --small (default)  the narrow HRNet of scripts/make_hrnet_fixtures.py (stage-1 width 8,

@@ -186,3 +186,54 @@ fn real_posetrack_and_coco_files_decode_as_opencv_decodes_them() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The top-down crop's warp against `cv2.warpAffine(INTER_LINEAR)` on a cut of a real frame, at
+/// the models' widths and at widths where OpenCV's vector loop leaves a scalar tail.
+#[test]
+fn crop_warps_match_cv2_warpaffine() {
+    let expected = expected();
+    let source = &expected["warp_source"];
+    let frame =
+        read_still(&Path::new(env!("CARGO_MANIFEST_DIR")).join(source["frame"].as_str().unwrap()))
+            .unwrap()
+            .unwrap()
+            .image;
+    let span = |key: &str| -> (usize, usize) {
+        let v = source[key].as_array().unwrap();
+        (
+            v[0].as_u64().unwrap() as usize,
+            v[1].as_u64().unwrap() as usize,
+        )
+    };
+    let ((r0, r1), (c0, c1)) = (span("rows"), span("cols"));
+    let mut src = RgbImage::new((c1 - c0) as u32, (r1 - r0) as u32);
+    for y in r0..r1 {
+        let row = (y * frame.width as usize + c0) * 3;
+        src.data[(y - r0) * (c1 - c0) * 3..(y - r0 + 1) * (c1 - c0) * 3]
+            .copy_from_slice(&frame.data[row..row + (c1 - c0) * 3]);
+    }
+    assert_eq!(digest(&src), wanted(source));
+    let cases = expected["warps"].as_array().unwrap();
+    assert!(cases.len() >= 30);
+    let mut failures = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let m: Vec<f64> = case["matrix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let inv = vidpose::geometry::invert_affine_f64(&m.try_into().unwrap()).unwrap();
+        let (w, h, _) = wanted(case);
+        let out = vidpose::pose::crop::warp_affine_linear(&src, &inv, w as usize, h as usize);
+        let img = RgbImage {
+            width: w as u32,
+            height: h as u32,
+            data: out,
+        };
+        if digest(&img) != wanted(case) {
+            failures.push(format!("warp {i}: {w}x{h} differs from cv2.warpAffine"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

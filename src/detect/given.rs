@@ -80,10 +80,13 @@ impl GivenBox {
 /// (`BaseCocoStyleDataset.parse_data_info` and `_is_valid_instance`), checked in its order;
 /// `None` when it is kept. The box-size rule needs the image and is applied in
 /// [`GivenBox::bbox`].
+///
+/// One departure: MMPose also drops an annotation without `keypoints`, which would make a file
+/// of plain person boxes (a common way to hand boxes over) give nothing. Keypoint datasets
+/// (PoseTrack, COCO keypoints) give every annotation `keypoints`, so keeping box-only ones
+/// changes nothing there.
 fn skipped_by_mmpose(ann: &posetrack::Annotation) -> Option<&'static str> {
-    let Some(keypoints) = &ann.keypoints else {
-        return Some("no `keypoints`");
-    };
+    let keypoints = ann.keypoints.as_ref()?;
     if ann.extra.get("iscrowd").is_some_and(json_truthy) {
         return Some("crowd (`iscrowd`)");
     }
@@ -408,6 +411,67 @@ impl GivenBoxes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 17 joints, all at (x, y) with visibility 1.
+    fn keypoints(x: f64, y: f64) -> serde_json::Value {
+        (0..17).flat_map(|_| [x, y, 1.0]).collect::<Vec<_>>().into()
+    }
+
+    #[test]
+    fn ground_truth_follows_mmposes_test_set_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("seq.json");
+        let ann = |bbox: [f64; 4], extra: serde_json::Value| {
+            let mut a = serde_json::json!({"image_id": 1, "bbox": bbox, "category_id": 1});
+            a.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            a
+        };
+        let doc = serde_json::json!({
+            "images": [{"id": 1, "file_name": "seq/000000.jpg", "width": 100, "height": 50}],
+            "annotations": [
+                ann([10.0, 10.0, 20.0, 20.0], serde_json::json!({"keypoints": keypoints(15.0, 15.0), "track_id": 0})),
+                ann([10.0, 10.0, 20.0, 20.0], serde_json::json!({"keypoints": keypoints(15.0, 15.0), "iscrowd": 1})),
+                ann([10.0, 10.0, 20.0, 20.0], serde_json::json!({"keypoints": keypoints(15.0, 15.0), "num_keypoints": 0})),
+                ann([10.0, 10.0, 20.0, 20.0], serde_json::json!({"keypoints": keypoints(0.0, 0.0)})),
+                ann([10.0, 10.0, 20.0, 20.0], serde_json::json!({"keypoints": keypoints(-3.0, -1.0), "num_keypoints": 2})),
+                // Entirely right of the 100-pixel-wide image: empty after clipping.
+                ann([120.0, 10.0, 20.0, 20.0], serde_json::json!({"keypoints": keypoints(15.0, 15.0)})),
+                // Crossing the bottom-right corner: clipped to pixel 99, 49.
+                ann([90.0, 40.0, 30.0, 30.0], serde_json::json!({"keypoints": keypoints(95.0, 45.0), "track_id": 1})),
+                // Plain box, no keypoints: kept.
+                ann([5.0, 5.0, 10.0, 10.0], serde_json::json!({"track_id": 2})),
+            ],
+        });
+        std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let boxes = GivenBoxes::load(&file, None, 0.4).unwrap();
+        // The frame size does not matter: the file gives the image's.
+        let people = boxes.persons("seq", 0, 4000, 3000);
+        let found: Vec<(Option<i64>, BBox)> = people.iter().map(|(p, t)| (*t, p.bbox)).collect();
+        assert_eq!(
+            found,
+            vec![
+                (Some(0), BBox::new(10.0, 10.0, 30.0, 30.0)),
+                (Some(1), BBox::new(90.0, 40.0, 99.0, 49.0)),
+                (Some(2), BBox::new(5.0, 5.0, 15.0, 15.0)),
+            ]
+        );
+    }
+
+    #[test]
+    fn ground_truth_without_image_size_clips_to_the_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("seq.json");
+        let doc = serde_json::json!({
+            "images": [{"id": 1, "file_name": "seq/000000.jpg"}],
+            "annotations": [{"image_id": 1, "bbox": [-5.0, 2.5, 80.0, 10.0], "keypoints": keypoints(9.0, 9.0)}],
+        });
+        std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let boxes = GivenBoxes::load(&file, None, 0.4).unwrap();
+        let people = boxes.persons("seq", 0, 64, 48);
+        assert_eq!(people[0].0.bbox, BBox::new(0.0, 2.5, 63.0, 12.5));
+    }
 
     #[test]
     fn frame_keys() {
