@@ -43,7 +43,7 @@ fn read_json(path: &Path) -> Value {
 
 /// Runs the sample through vidpose's pipeline as MMPose's test loop runs it: flip test, MSRA
 /// decoding, OKS NMS 0.9, no linking (`tracker.kind: given`).
-fn run_vidpose(mode: &str, out: &Path) {
+fn run_vidpose(mode: &str, out: &Path, estimator: vidpose::pose::PoseEstimator) {
     let root = samples();
     let mut overrides = vec![
         format!("output.dir='{}'", out.display()),
@@ -64,16 +64,11 @@ fn run_vidpose(mode: &str, out: &Path) {
         ));
     }
     let config = Config::load(None, &overrides).unwrap();
-    let options = PoseOptions {
-        flip_test: true,
-        batch_size: 4,
-        ..Default::default()
-    };
     let jobs = discover::discover(&[root.join("images/val")]).unwrap();
     let report = pipeline::run_with_pose(
         &config,
         jobs,
-        Some(Box::new(narrow_estimator(options))),
+        Some(Box::new(estimator)),
         Box::new(PoseTrackSink::new(None, false)),
         Arc::new(AtomicBool::new(false)),
     )
@@ -194,17 +189,31 @@ fn ap_of(pred: &Path) -> Vec<f64> {
         .collect()
 }
 
-fn check_mode(mode: &str, expected_people: usize) {
+fn options() -> PoseOptions {
+    PoseOptions {
+        flip_test: true,
+        batch_size: 4,
+        ..Default::default()
+    }
+}
+
+/// Runs one box mode and compares it with MMPose's files and poseval's AP in `reference`.
+fn check_mode(
+    mode: &str,
+    reference: &Path,
+    estimator: vidpose::pose::PoseEstimator,
+    expected_people: usize,
+) {
     let out = tempfile::tempdir().unwrap();
-    run_vidpose(mode, out.path());
-    let worst = compare_files(out.path(), &reference(mode));
+    run_vidpose(mode, out.path(), estimator);
+    let worst = compare_files(out.path(), reference);
     eprintln!(
         "{mode}: {} people, keypoints within {:.2e} px, scores within {:.2e} (relative)",
         worst.people, worst.position, worst.score
     );
     assert_eq!(worst.people, expected_people);
 
-    let poseval = read_json(&reference(mode).join("ap.json"));
+    let poseval = read_json(&reference.join("ap.json"));
     let expected: Vec<f64> = poseval["poseval"]["ap"]
         .as_array()
         .unwrap()
@@ -212,11 +221,8 @@ fn check_mode(mode: &str, expected_people: usize) {
         .map(|v| v.as_f64().unwrap())
         .collect();
     // Both MMPose's files and vidpose's score what poseval gave MMPose's.
-    for (who, dir) in [
-        ("MMPose's", reference(mode)),
-        ("vidpose's", out.path().into()),
-    ] {
-        let ap = ap_of(&dir);
+    for (who, dir) in [("MMPose's", reference), ("vidpose's", out.path())] {
+        let ap = ap_of(dir);
         assert_eq!(ap.len(), expected.len());
         for (j, (a, e)) in ap.iter().zip(&expected).enumerate() {
             assert!(
@@ -230,11 +236,38 @@ fn check_mode(mode: &str, expected_people: usize) {
 #[test]
 fn ground_truth_boxes_match_mmposes_test_loop() {
     // 14 annotated people, none left out by MMPose's rules or its NMS.
-    check_mode("gt", 14);
+    check_mode("gt", &reference("gt"), narrow_estimator(options()), 14);
 }
 
 #[test]
 fn detection_results_match_mmposes_test_loop() {
     // 88 of the 278 detections score at least 0.4.
-    check_mode("det", 88);
+    check_mode("det", &reference("det"), narrow_estimator(options()), 88);
+}
+
+/// The published architectures at full size: `scripts/parity_e2e_full.sh` writes MMPose's
+/// results for a random checkpoint into `VIDPOSE_E2E_DIR` (`gt/`, `det/`, the checkpoint) and
+/// names the model card in `VIDPOSE_E2E_MODEL`.
+#[test]
+#[ignore = "needs the reference environment's output: scripts/parity_e2e_full.sh"]
+fn full_size_matches_mmposes_test_loop() {
+    let dir = PathBuf::from(std::env::var("VIDPOSE_E2E_DIR").expect("VIDPOSE_E2E_DIR"));
+    let model = std::env::var("VIDPOSE_E2E_MODEL").expect("VIDPOSE_E2E_MODEL");
+    let cards = vidpose::models::builtin_cards();
+    let card = vidpose::models::find(&cards, &model).unwrap();
+    let checkpoint = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pth"))
+        .expect("a .pth checkpoint in VIDPOSE_E2E_DIR");
+    for (mode, people) in [("gt", 14), ("det", 88)] {
+        let estimator = vidpose::pose::PoseEstimator::load(
+            &checkpoint,
+            card.pose_config().unwrap(),
+            options(),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        check_mode(mode, &dir.join(mode), estimator, people);
+    }
 }
