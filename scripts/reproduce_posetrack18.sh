@@ -99,7 +99,7 @@ lines = ['| model | boxes | vidpose total AP | MMPose published | difference |',
 for m in models:
     for mode, published in zip(('gt', 'det'), card_ap[m]):
         report = json.load(open(os.path.join(out, m, mode + '.eval.json')))
-        total = report['ap']['ap'][report['names'].index('Total')]
+        total = report['ap']['ap'][report['names'].index('total')]
         ours = 'n/a' if total is None else f'{total:.1f}'
         diff = 'n/a' if total is None or published == '?' else f'{total - float(published):+.1f}'
         label = 'ground truth' if mode == 'gt' else 'Cascade R-CNN X101 (MMPose file)'

@@ -95,8 +95,8 @@ struct Worst {
     people: usize,
 }
 
-/// Compares vidpose's files with MMPose's for every frame: the same frames, the same number of
-/// people, each of MMPose's people matched to vidpose's nearest one (one to one).
+/// Compares vidpose's files with MMPose's for every frame: the same frames, the same people in
+/// the same order.
 fn compare_files(ours: &Path, theirs: &Path) -> Worst {
     let mut worst = Worst {
         position: 0.0,
@@ -129,14 +129,10 @@ fn compare_files(ours: &Path, theirs: &Path) -> Worst {
                 "{name} image {}: people",
                 image.id
             );
-            for r in &reference {
-                let (best, gap) = mine
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| (i, position_gap(m, r)))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .unwrap();
-                let m = mine.remove(best);
+            // In MMPose's order (highest instance score first): the evaluator pairs people
+            // in file order when they tie, so the order can move the AP.
+            for (m, r) in mine.drain(..).zip(&reference) {
+                let gap = position_gap(&m, r);
                 let peak = r
                     .scores
                     .as_ref()

@@ -53,22 +53,18 @@ fn read_orientation(tiff: &[u8]) -> Option<u16> {
         b"II" => false,
         _ => return None,
     };
-    let u16_at = |at: usize| -> Option<u16> {
-        let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
+    // An unsigned field of `len` bytes at `at`, in the block's byte order.
+    let field = |at: usize, len: usize| -> Option<u32> {
+        let bytes = tiff.get(at..at.checked_add(len)?)?;
+        let fold = |acc: u32, b: &u8| (acc << 8) | u32::from(*b);
         Some(if big_endian {
-            u16::from_be_bytes(b)
+            bytes.iter().fold(0, fold)
         } else {
-            u16::from_le_bytes(b)
+            bytes.iter().rev().fold(0, fold)
         })
     };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
-        Some(if big_endian {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
-    };
+    let u16_at = |at: usize| field(at, 2).map(|v| v as u16);
+    let u32_at = |at: usize| field(at, 4);
     if u16_at(2)? != 42 {
         return None;
     }

@@ -135,12 +135,20 @@ fn assemble(mut frames: Vec<FrameEntry>) -> PoseTrackFile {
     file
 }
 
-/// The frame's persons; `image_id` and `id` are set by `assemble`.
+/// The frame's persons, highest instance score first as MMPose's PoseTrack18 metric writes
+/// them (the evaluator pairs predictions with people in file order when they tie, so the order
+/// can move the AP); `image_id` and `id` are set by `assemble`.
 fn annotations(frame: &Frame) -> Vec<Annotation> {
-    frame
+    let mut persons: Vec<(f32, &crate::person::Person)> = frame
         .persons
         .iter()
-        .map(|p| {
+        .map(|p| (crate::track::nms::instance_score(p), p))
+        .collect();
+    // Stable: equal scores keep the tracker's order.
+    persons.sort_by(|a, b| b.0.total_cmp(&a.0));
+    persons
+        .into_iter()
+        .map(|(score, p)| {
             let [x, y, w, h] = p.bbox.to_xywh();
             let (keypoints, scores) = match &p.keypoints {
                 Some(k) => (
@@ -163,7 +171,7 @@ fn annotations(frame: &Frame) -> Vec<Annotation> {
                 scores,
                 // MMPose's instance score (box score x mean confident keypoint score), as its
                 // PoseTrack18 metric writes it; the box score alone without keypoints.
-                score: Some(crate::track::nms::instance_score(p) as f64),
+                score: Some(score as f64),
                 category_id: Some(1),
                 extra: Default::default(),
             }
