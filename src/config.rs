@@ -379,9 +379,86 @@ impl Config {
                 "expected at least 1".into(),
             ));
         }
+        // Upper bounds: beyond these a setting only exhausts memory or never finishes.
+        let limits: [(&str, u64, u64, &str); 7] = [
+            (
+                "input.decode_threads",
+                self.input.decode_threads as u64,
+                MAX_DECODE_THREADS,
+                "threads",
+            ),
+            (
+                "detector.batch_size",
+                self.detector.batch_size as u64,
+                MAX_DETECTOR_BATCH,
+                "frames",
+            ),
+            (
+                "detector.batch_timeout_ms",
+                self.detector.batch_timeout_ms,
+                MAX_BATCH_TIMEOUT_MS,
+                "ms",
+            ),
+            (
+                "pose.batch_size",
+                self.pose.batch_size as u64,
+                MAX_POSE_BATCH,
+                "crops",
+            ),
+            (
+                "pose.batch_timeout_ms",
+                self.pose.batch_timeout_ms,
+                MAX_BATCH_TIMEOUT_MS,
+                "ms",
+            ),
+            (
+                "pipeline.channel_capacity",
+                self.pipeline.channel_capacity as u64,
+                MAX_CHANNEL_CAPACITY,
+                "messages",
+            ),
+            (
+                "pipeline.max_frames_in_flight",
+                self.pipeline.max_frames_in_flight as u64,
+                MAX_FRAMES_IN_FLIGHT,
+                "frames",
+            ),
+        ];
+        for (key, value, max, unit) in limits {
+            if value > max {
+                return Err(bad(
+                    key,
+                    format!("expected at most {max} {unit}, got {value}"),
+                ));
+            }
+        }
+        if self.detector.kind == DetectorKind::CascadeRcnn
+            && self.detector.batch_size > self.pipeline.max_frames_in_flight
+        {
+            return Err(bad(
+                "detector.batch_size",
+                format!(
+                    "a batch of {} frames cannot fill while at most {} frames are in flight (pipeline.max_frames_in_flight); lower it or raise that",
+                    self.detector.batch_size, self.pipeline.max_frames_in_flight
+                ),
+            ));
+        }
         Ok(())
     }
 }
+
+/// Most FFmpeg decoding threads per video (0 means one per core).
+pub const MAX_DECODE_THREADS: u64 = 64;
+/// Most frames per detector forward pass.
+pub const MAX_DETECTOR_BATCH: u64 = 64;
+/// Most person crops per pose forward pass.
+pub const MAX_POSE_BATCH: u64 = 1024;
+/// Longest wait for a fuller batch: one minute.
+pub const MAX_BATCH_TIMEOUT_MS: u64 = 60_000;
+/// Most messages queued between two stages.
+pub const MAX_CHANNEL_CAPACITY: u64 = 1024;
+/// Most decoded frames alive at once (a 1080p frame is 6 MB).
+pub const MAX_FRAMES_IN_FLIGHT: u64 = 1024;
 
 /// `cpu` or `cuda:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -117,6 +117,56 @@ fn bad_values() {
 }
 
 #[test]
+fn resource_settings_are_bounded_by_what_can_work() {
+    for (set, key) in [
+        ("input.decode_threads=100000", "input.decode_threads"),
+        ("pose.batch_timeout_ms=99999999999", "pose.batch_timeout_ms"),
+        (
+            "detector.batch_timeout_ms=600000",
+            "detector.batch_timeout_ms",
+        ),
+        ("pose.batch_size=100000", "pose.batch_size"),
+        (
+            "pipeline.max_frames_in_flight=1000000",
+            "pipeline.max_frames_in_flight",
+        ),
+        (
+            "pipeline.channel_capacity=1000000",
+            "pipeline.channel_capacity",
+        ),
+    ] {
+        let e = Config::load(None, &[set.to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key) && e.contains("at most"), "{set}: {e}");
+    }
+    // A detector batch larger than the frames allowed in flight could never fill.
+    let e = Config::load(
+        None,
+        &[
+            "detector.kind=cascade_rcnn".to_string(),
+            "detector.batch_size=8".to_string(),
+            "pipeline.max_frames_in_flight=4".to_string(),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("detector.batch_size") && e.contains("max_frames_in_flight"),
+        "{e}"
+    );
+    // The bounds themselves are accepted.
+    Config::load(
+        None,
+        &[
+            "input.decode_threads=64".to_string(),
+            "pose.batch_timeout_ms=60000".to_string(),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
 fn bad_overrides() {
     let e = Config::load(None, &["pose.flip_test".into()])
         .unwrap_err()

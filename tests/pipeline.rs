@@ -180,6 +180,54 @@ fn writes_posetrack_json_with_given_boxes_and_track_ids() {
 }
 
 #[test]
+fn given_track_ids_are_made_valid_for_posetrack() {
+    let dir = tempfile::tempdir().unwrap();
+    make_mp4(&dir.path().join("clip.mp4"), 3, 64, 48, 25.0);
+    let images: Vec<_> = (0..3)
+        .map(|i| serde_json::json!({"id": i + 1, "file_name": format!("clip/{i:06}.jpg")}))
+        .collect();
+    // Per frame: 10000 (too large), 10000 again, 12 and 12 again.
+    let anns: Vec<_> = (0..3)
+        .flat_map(|i| {
+            [10000, 10000, 12, 12].map(|t| {
+                serde_json::json!({"image_id": i + 1, "bbox": [1.0, 2.0, 10.0, 20.0], "track_id": t})
+            })
+        })
+        .collect();
+    let boxes = dir.path().join("boxes.json");
+    std::fs::write(
+        &boxes,
+        serde_json::json!({"images": images, "annotations": anns}).to_string(),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &[]),
+        &[dir.path().join("clip.mp4")],
+        default_sink(),
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let file = PoseTrackFile::read(&out.join("clip.json")).unwrap();
+    let mut large_id = None;
+    for image in &file.images {
+        let ids: Vec<i64> = file
+            .annotations
+            .iter()
+            .filter(|a| a.image_id == image.id)
+            .map(|a| a.track_id.unwrap())
+            .collect();
+        assert_eq!(ids.len(), 4);
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), 4, "{ids:?}");
+        assert!(ids.iter().all(|&t| (0..10000).contains(&t)), "{ids:?}");
+        assert!(ids.contains(&12));
+        // The too-large id maps to the same id in every frame.
+        let mapped = *ids.iter().find(|&&t| t >= 9000).unwrap();
+        assert_eq!(*large_id.get_or_insert(mapped), mapped);
+    }
+}
+
+#[test]
 fn one_bad_video_does_not_stop_the_others_nor_lose_old_output() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");

@@ -210,3 +210,35 @@ fn hungarian_tracker_keeps_ids_of_people_moving_across_frames() {
     // A newcomer gets a fresh id, never one used before in the video.
     assert!(last[1].1 != first[0].1 && last[1].1 != first[1].1);
 }
+
+/// With fewer frames allowed in flight than a pose batch could gather, the partial batch runs as
+/// soon as every frame permit is held, not after the batch timeout.
+#[test]
+fn a_batch_that_cannot_fill_runs_without_waiting_out_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = dir.path().join("clip.mp4");
+    make_mp4(&video, 6, 96, 64, 25.0);
+    let anns: Vec<_> = (0..6)
+        .map(|i| serde_json::json!({"image_id": i, "bbox": [4.0, 4.0, 30.0, 50.0]}))
+        .collect();
+    let boxes = write_boxes(dir.path(), "clip", 6, anns);
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    run_with_narrow_model(
+        std::slice::from_ref(&video),
+        &[
+            format!("output.dir='{}'", out.display()),
+            format!("detector.boxes='{}'", boxes.display()),
+            "pipeline.progress=false".into(),
+            "pipeline.max_frames_in_flight=2".into(),
+            "pose.batch_size=8".into(),
+            // Waiting out this timeout even once would take longer than the whole check allows.
+            "pose.batch_timeout_ms=10000".into(),
+        ],
+        false,
+    );
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(8), "took {took:?}");
+    let file = PoseTrackFile::read(&out.join("clip.json")).unwrap();
+    assert_eq!(file.annotations.len(), 6);
+}

@@ -137,11 +137,25 @@ pub struct GivenBoxes {
 #[derive(Debug, Deserialize)]
 struct Detection {
     image_id: u64,
+    #[serde(deserialize_with = "first_four")]
     bbox: [f64; 4],
     #[serde(default = "one")]
     score: f64,
     #[serde(default = "one_u64")]
     category_id: u64,
+}
+
+/// `[x, y, w, h]`: MMPose reads the first four numbers of a detection's `bbox` (`bbox[:4]`), so
+/// a fifth (a score, say) is ignored as it ignores it.
+fn first_four<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[f64; 4], D::Error> {
+    let values = Vec::<f64>::deserialize(d)?;
+    match values.get(..4) {
+        Some(&[x, y, w, h]) => Ok([x, y, w, h]),
+        _ => Err(serde::de::Error::custom(format!(
+            "bbox has {} numbers; expected [x, y, w, h]",
+            values.len()
+        ))),
+    }
 }
 
 fn one() -> f64 {
@@ -157,18 +171,24 @@ fn read_json(path: &Path) -> Result<serde_json::Value, BoxesError> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| BoxesError::NotJson {
-        path: path.to_path_buf(),
-        source,
+    serde_json::from_slice(posetrack::format::strip_bom(&bytes)).map_err(|source| {
+        BoxesError::NotJson {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
 fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<(), BoxesError> {
-    if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+    // Boxes are computed in float32 (as MMPose does): a value beyond its range would become
+    // infinite and be written as null.
+    let fits = |v: &f64| v.is_finite() && v.abs() <= f32::MAX as f64;
+    let corners_fit = fits(&(b[0] + b[2])) && fits(&(b[1] + b[3]));
+    if !b.iter().all(fits) || !corners_fit || b[2] < 0.0 || b[3] < 0.0 {
         return Err(BoxesError::Invalid {
             path: path.to_path_buf(),
             message: format!(
-                "{what}: bbox {b:?} must be [x, y, w, h] with finite values and w, h >= 0"
+                "{what}: bbox {b:?} must be [x, y, w, h] with finite values within float32 range and w, h >= 0"
             ),
         });
     }
@@ -471,6 +491,59 @@ mod tests {
         let boxes = GivenBoxes::load(&file, None, 0.4).unwrap();
         let people = boxes.persons("seq", 0, 64, 48);
         assert_eq!(people[0].0.bbox, BBox::new(0.0, 2.5, 63.0, 12.5));
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn readers_say_what_is_wrong_with_a_box() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = r#"{"images": [{"id": 1, "file_name": "seq/000000.jpg"}]"#;
+        // Too large for float32: it would be written as null.
+        let huge = write(
+            &dir,
+            "huge.json",
+            &format!(r#"{images}, "annotations": [{{"image_id": 1, "bbox": [0, 0, 1e300, 5]}}]}}"#),
+        );
+        let e = GivenBoxes::load(&huge, None, 0.4).unwrap_err().to_string();
+        assert!(e.contains("huge.json") && e.contains("float32"), "{e}");
+        // Five numbers in a ground-truth box: say so, not "trailing characters".
+        let five = write(
+            &dir,
+            "five.json",
+            &format!(r#"{images}, "annotations": [{{"image_id": 1, "bbox": [0, 0, 4, 5, 6]}}]}}"#),
+        );
+        let e = GivenBoxes::load(&five, None, 0.4).unwrap_err().to_string();
+        assert!(e.contains("five.json") && e.contains("5 numbers"), "{e}");
+        // A byte-order mark before the JSON is not an error.
+        let bom = write(
+            &dir,
+            "bom.json",
+            &format!("{}{images}, \"annotations\": []}}", '\u{feff}'),
+        );
+        GivenBoxes::load(&bom, None, 0.4).unwrap();
+        // A detection's bbox is read as MMPose reads it: its first four numbers.
+        let dets = write(
+            &dir,
+            "dets.json",
+            r#"[{"image_id": 1, "bbox": [1, 2, 3, 4, 0.9], "score": 0.8}, {"image_id": 1, "bbox": [1, 2, 3], "score": 0.8}]"#,
+        );
+        let e = GivenBoxes::load(&dets, Some(&bom), 0.4)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("entry 1") && e.contains("3 numbers"), "{e}");
+        let dets = write(
+            &dir,
+            "dets.json",
+            r#"[{"image_id": 1, "bbox": [1, 2, 3, 4, 0.9], "score": 0.8}]"#,
+        );
+        let boxes = GivenBoxes::load(&dets, Some(&bom), 0.4).unwrap();
+        let people = boxes.persons("seq", 0, 100, 100);
+        assert_eq!(people[0].0.bbox, BBox::new(1.0, 2.0, 4.0, 6.0));
     }
 
     #[test]

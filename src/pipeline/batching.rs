@@ -4,10 +4,11 @@
 //! person crops.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::messages::{Frame, Msg};
 use super::metrics::StageMetrics;
+use super::permits::FramePermits;
 use super::stage::Stage;
 
 /// What a batching stage computes.
@@ -51,7 +52,14 @@ pub struct BatchStage<W: BatchWork> {
     waiting: usize,
     /// Videos with a failed item: their End becomes an error.
     failed: HashMap<usize, String>,
+    /// The run's frame permits: when all are held, no more input can come and a partial batch
+    /// runs at once instead of waiting out the timeout.
+    permits: Option<FramePermits>,
+    last_input: Instant,
 }
+
+/// How often a stage holding a partial batch checks whether input can still come.
+const STARVATION_POLL: Duration = Duration::from_millis(5);
 
 impl<W: BatchWork> BatchStage<W> {
     pub fn new(work: W, batch_size: usize, timeout: Duration) -> Self {
@@ -62,7 +70,15 @@ impl<W: BatchWork> BatchStage<W> {
             pending: VecDeque::new(),
             waiting: 0,
             failed: HashMap::new(),
+            permits: None,
+            last_input: Instant::now(),
         }
+    }
+
+    /// Flushes partial batches as soon as every frame permit is held.
+    pub fn with_permits(mut self, permits: FramePermits) -> Self {
+        self.permits = Some(permits);
+        self
     }
 
     /// The next batch: (position in `pending`, item index), oldest first.
@@ -143,6 +159,7 @@ impl<W: BatchWork> Stage for BatchStage<W> {
     }
 
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        self.last_input = Instant::now();
         match msg {
             Msg::Frame(f) => {
                 // a video that already failed is not worked on further
@@ -161,15 +178,26 @@ impl<W: BatchWork> Stage for BatchStage<W> {
     }
 
     fn idle_timeout(&self) -> Option<Duration> {
-        (self.waiting > 0).then_some(self.timeout)
+        if self.waiting == 0 {
+            return None;
+        }
+        let left = self.timeout.saturating_sub(self.last_input.elapsed());
+        Some(match self.permits {
+            Some(_) => left.min(STARVATION_POLL),
+            None => left,
+        })
     }
 
     fn on_idle(&mut self, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
-        self.run_batches(true, metrics);
-        self.emit_ready(out);
+        let starved = self.permits.as_ref().is_some_and(FramePermits::exhausted);
+        if starved || self.last_input.elapsed() >= self.timeout {
+            self.run_batches(true, metrics);
+            self.emit_ready(out);
+        }
     }
 
     fn finish(&mut self, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
-        self.on_idle(out, metrics);
+        self.run_batches(true, metrics);
+        self.emit_ready(out);
     }
 }

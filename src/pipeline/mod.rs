@@ -296,25 +296,31 @@ pub fn run_with_models(
     let cap = config.pipeline.channel_capacity;
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
     let mut middle: Vec<Box<dyn Stage>> = match detector {
-        Some(model) => vec![Box::new(detect_stage::DetectStage::with_detector(
-            model,
-            config.detector.score_threshold,
-            config.detector.batch_size,
-            Duration::from_millis(config.detector.batch_timeout_ms),
-        ))],
+        Some(model) => vec![Box::new(
+            detect_stage::DetectStage::with_detector(
+                model,
+                config.detector.score_threshold,
+                config.detector.batch_size,
+                Duration::from_millis(config.detector.batch_timeout_ms),
+            )
+            .with_permits(permits.clone()),
+        )],
         None => vec![Box::new(stages::GivenBoxesStage::default())],
     };
     if let Some(model) = pose {
-        middle.push(Box::new(pose_stage::PoseStage::with_model(
-            model,
-            config.pose.batch_size,
-            Duration::from_millis(config.pose.batch_timeout_ms),
-        )));
+        middle.push(Box::new(
+            pose_stage::PoseStage::with_model(
+                model,
+                config.pose.batch_size,
+                Duration::from_millis(config.pose.batch_timeout_ms),
+            )
+            .with_permits(permits.clone()),
+        ));
     }
     middle.push(match config.tracker.kind {
-        crate::track::TrackerKind::Given => Box::new(stages::GivenTrackStage {
-            nms_oks_threshold: config.tracker.nms_oks_threshold,
-        }),
+        crate::track::TrackerKind::Given => Box::new(stages::GivenTrackStage::new(
+            config.tracker.nms_oks_threshold,
+        )),
         crate::track::TrackerKind::Hungarian => {
             Box::new(stages::HungarianTrackStage::new(config.tracker.clone()))
         }

@@ -8,6 +8,7 @@ use crossbeam::channel::{bounded, Receiver, Sender};
 
 #[derive(Debug)]
 struct Counters {
+    capacity: usize,
     in_use: AtomicUsize,
     peak: AtomicUsize,
 }
@@ -36,6 +37,7 @@ impl FramePermits {
             give,
             take,
             counters: Arc::new(Counters {
+                capacity: count,
                 in_use: AtomicUsize::new(0),
                 peak: AtomicUsize::new(0),
             }),
@@ -57,6 +59,12 @@ impl FramePermits {
             give: self.give.clone(),
             counters: self.counters.clone(),
         })
+    }
+
+    /// Whether every permit is held: no new frame can be decoded until one is dropped, so a
+    /// stage holding frames back for a fuller batch would wait for nothing.
+    pub fn exhausted(&self) -> bool {
+        self.counters.in_use.load(Ordering::SeqCst) >= self.counters.capacity
     }
 
     /// Most permits held at once so far.
@@ -82,7 +90,9 @@ mod tests {
         let a = permits.acquire(&|| false).unwrap();
         let _b = permits.acquire(&|| false).unwrap();
         assert!(permits.acquire(&|| true).is_none());
+        assert!(permits.exhausted());
         drop(a);
+        assert!(!permits.exhausted());
         assert!(permits.acquire(&|| false).is_some());
         assert_eq!(permits.peak(), 2);
     }

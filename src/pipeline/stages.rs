@@ -10,6 +10,7 @@ use super::messages::{Envelope, Frame, Msg, VideoMeta};
 use super::metrics::StageMetrics;
 use super::permits::FramePermits;
 use super::stage::Stage;
+use crate::track::MAX_TRACK_ID;
 use crate::video::{decode, StreamInfo, VideoJob};
 
 /// A job ready to run, or the reason it cannot.
@@ -201,6 +202,33 @@ pub struct GivenTrackStage {
     /// The pose NMS MMPose applies before writing PoseTrack results (`tracker.nms_oks_threshold`;
     /// 1.0 disables it).
     pub nms_oks_threshold: f32,
+    /// Given ids PoseTrack cannot take (10000 and above), mapped to free ids for the video.
+    remapped: std::collections::HashMap<u64, u64>,
+    /// The next id handed out for a remapped one, counting down from 9999.
+    next_spare: u64,
+    /// Whether this video's replaced ids were already reported.
+    warned: bool,
+}
+
+impl GivenTrackStage {
+    pub fn new(nms_oks_threshold: f32) -> Self {
+        Self {
+            nms_oks_threshold,
+            remapped: Default::default(),
+            next_spare: MAX_TRACK_ID - 1,
+            warned: false,
+        }
+    }
+
+    /// An id no person of this frame has, for one whose given id cannot be kept.
+    fn spare(&mut self, used: &std::collections::HashSet<u64>) -> Option<u64> {
+        while used.contains(&self.next_spare) {
+            self.next_spare = self.next_spare.checked_sub(1)?;
+        }
+        let id = self.next_spare;
+        self.next_spare = self.next_spare.saturating_sub(1);
+        Some(id)
+    }
 }
 
 impl Stage for GivenTrackStage {
@@ -213,24 +241,67 @@ impl Stage for GivenTrackStage {
     }
 
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
-        if let Msg::Frame(mut frame) = msg {
-            metrics.batches += 1;
-            if self.nms_oks_threshold < 1.0 {
-                crate::track::nms::oks_nms(&mut frame.persons, self.nms_oks_threshold);
+        match msg {
+            Msg::Start(v) => {
+                self.remapped.clear();
+                self.next_spare = MAX_TRACK_ID - 1;
+                self.warned = false;
+                out.push(Msg::Start(v));
             }
-            let mut used: std::collections::HashSet<u64> =
-                frame.persons.iter().filter_map(|p| p.track_id).collect();
-            let mut next = 0;
-            for p in frame.persons.iter_mut().filter(|p| p.track_id.is_none()) {
-                while used.contains(&next) {
-                    next += 1;
+            Msg::Frame(mut frame) => {
+                metrics.batches += 1;
+                if self.nms_oks_threshold < 1.0 {
+                    crate::track::nms::oks_nms(&mut frame.persons, self.nms_oks_threshold);
                 }
-                p.track_id = Some(next);
-                used.insert(next);
+                // PoseTrack wants ids below 10000 and unique within a frame (the evaluator
+                // refuses the file otherwise): keep the given ids that qualify, map larger
+                // ones to a spare id kept for the whole video, renumber a repeat.
+                let mut used = std::collections::HashSet::new();
+                let mut changed = 0;
+                for p in frame.persons.iter_mut() {
+                    let Some(given) = p.track_id else { continue };
+                    let id = if given < MAX_TRACK_ID {
+                        given
+                    } else if let Some(&id) = self.remapped.get(&given) {
+                        id
+                    } else {
+                        match self.spare(&used) {
+                            Some(id) => {
+                                self.remapped.insert(given, id);
+                                id
+                            }
+                            None => {
+                                p.track_id = None;
+                                continue;
+                            }
+                        }
+                    };
+                    p.track_id = if used.insert(id) {
+                        Some(id)
+                    } else {
+                        None // a repeat: numbered below
+                    };
+                    changed += usize::from(p.track_id != Some(given));
+                }
+                let mut next = 0;
+                for p in frame.persons.iter_mut().filter(|p| p.track_id.is_none()) {
+                    while used.contains(&next) {
+                        next += 1;
+                    }
+                    p.track_id = Some(next);
+                    used.insert(next);
+                }
+                if changed > 0 && !self.warned {
+                    self.warned = true;
+                    tracing::warn!(
+                        "{} frame {}: {changed} given track id(s) of 10000 or more, or repeated in the frame, replaced (PoseTrack needs ids below 10000, unique per frame; later frames are not reported)",
+                        frame.video.job.name,
+                        frame.decoded.number
+                    );
+                }
+                out.push(Msg::Frame(frame));
             }
-            out.push(Msg::Frame(frame));
-        } else {
-            out.push(msg);
+            msg => out.push(msg),
         }
     }
 }

@@ -54,9 +54,17 @@ pub struct Annotation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track_id: Option<i64>,
     /// `[x, y, w, h]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "four_numbers"
+    )]
     pub bbox: Option<[f64; 4]>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "four_numbers"
+    )]
     pub bbox_head: Option<[f64; 4]>,
     /// 17 x (x, y, v-or-score).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +77,27 @@ pub struct Annotation {
     pub category_id: Option<u64>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A box as `[x, y, w, h]`, with an error that says so when the list has another length.
+fn four_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[f64; 4]>, D::Error> {
+    let Some(values) = Option::<Vec<f64>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    <[f64; 4]>::try_from(values.as_slice())
+        .map(Some)
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "a box has {} numbers; expected 4: [x, y, w, h]",
+                values.len()
+            ))
+        })
+}
+
+/// JSON text without a leading UTF-8 byte-order mark, which some editors write and JSON
+/// parsers refuse.
+pub fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +142,7 @@ impl PoseTrackFile {
             source,
         })?;
         let file: PoseTrackFile =
-            serde_json::from_slice(&bytes).map_err(|source| PoseTrackError::Parse {
+            serde_json::from_slice(strip_bom(&bytes)).map_err(|source| PoseTrackError::Parse {
                 path: path.to_path_buf(),
                 source,
             })?;
