@@ -28,6 +28,102 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// A write failure in words a user can act on: the usual causes get a hint.
+pub fn describe_write_error(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::StorageFull => " (the disk is full)",
+        ErrorKind::PermissionDenied => " (no permission to write there)",
+        ErrorKind::ReadOnlyFilesystem => " (the file system is read-only)",
+        ErrorKind::NotADirectory => " (a file stands where a folder is needed)",
+        ErrorKind::IsADirectory => " (a folder stands where the file would go)",
+        _ => "",
+    };
+    format!("cannot write: {e}{hint}")
+}
+
+/// Checks before any work that files can be created in `dir` (creating it if needed).
+pub fn check_writable_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!(
+            "{}: the output folder is a file, not a folder",
+            dir.display()
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "{}: cannot create the output folder: {}",
+            dir.display(),
+            describe_write_error(&e)
+        )
+    })?;
+    let probe = dir.join(format!(".vidpose-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| {
+        format!(
+            "{}: the output folder {}",
+            dir.display(),
+            describe_write_error(&e)
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Removes temporary files (`*.partial-<pid>`) that runs killed before they could clean up left
+/// in `dir`: those whose process no longer exists. Returns how many were removed.
+pub fn remove_stale_partials(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.rsplit_once(".partial-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !process_alive(pid)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether a process with this id runs (on Linux, by its /proc entry; elsewhere assumed alive, so
+/// nothing is removed).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+/// Whether two paths name the same file, whether or not it exists yet (relative paths, `..`
+/// and symbolic links in the folders are resolved).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    fn resolved(p: &Path) -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    }
+    match (resolved(a), resolved(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,6 +137,44 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file is left");
+    }
+
+    #[test]
+    fn stale_temporary_files_of_dead_runs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has pid 4194304 + 1 (above Linux's pid_max); our own run's files stay.
+        let dead = dir.path().join("a.mp4.partial-4194305");
+        let ours = temp_path(&dir.path().join("b.json"));
+        let other = dir.path().join("c.json");
+        for p in [&dead, &ours, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(
+            remove_stale_partials(dir.path()),
+            usize::from(cfg!(target_os = "linux"))
+        );
+        assert_eq!(dead.exists(), !cfg!(target_os = "linux"));
+        assert!(ours.exists() && other.exists());
+    }
+
+    #[test]
+    fn same_file_resolves_paths_that_do_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let a = sub.join("x.json");
+        let b = sub.join("..").join("sub").join("x.json");
+        assert!(same_file(&a, &b));
+        assert!(!same_file(&a, &sub.join("y.json")));
+    }
+
+    #[test]
+    fn an_output_folder_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out");
+        std::fs::write(&file, b"").unwrap();
+        assert!(check_writable_dir(&file).unwrap_err().contains("is a file"));
+        assert!(check_writable_dir(&dir.path().join("new")).is_ok());
     }
 
     #[test]

@@ -214,7 +214,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             }
             eprintln!("interrupted: finishing the frames in flight (Ctrl-C again to abort)");
         })
-        .context("cannot install the Ctrl-C handler")?;
+        .context("cannot install the Ctrl-C / SIGTERM handler")?;
     }
     let overlay = config.render.enabled.then(|| sink::OverlaySettings {
         codec: VideoCodec::parse(&config.render.codec).unwrap_or(VideoCodec::Auto),
@@ -226,7 +226,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         jobs.len(),
         config.output.dir.display()
     );
-    let report = pipeline::run(&config, jobs, sink, cancel)?;
+    let report = pipeline::run(&config, jobs, sink, cancel.clone())?;
     eprint!("\n{}", metrics::table(&report.stages));
     eprintln!(
         "{} written, {} skipped (output exists), {} failed in {:.1} s; peak frames in flight {}",
@@ -255,7 +255,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         vidpose::fsutil::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
             .with_context(|| format!("{}: cannot write the metrics", path.display()))?;
     }
-    Ok(if report.interrupted {
+    // Interrupted, even if the signal came after the last frame was decoded and every video
+    // still finished: a script must see that the run was stopped.
+    Ok(if report.interrupted || cancel.load(Ordering::SeqCst) {
         ExitCode::from(130)
     } else if report.failed.is_empty() {
         ExitCode::SUCCESS
@@ -460,6 +462,22 @@ fn bench_detect(args: DetectBenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The error and its causes, each cause said once: many messages already include their
+/// cause's text, which anyhow's `{:#}` would repeat.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -502,7 +520,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
     }

@@ -171,6 +171,24 @@ pub fn draw_person(img: &mut RgbImage, p: &Person) {
     }
 }
 
+/// `img` scaled to fit in `width` x `height`, centred on black (bilinear, aspect kept): a frame
+/// whose size differs from the overlay's first frame is shown whole.
+pub fn fit_into(img: &RgbImage, width: u32, height: u32) -> RgbImage {
+    let scale =
+        (width as f64 / img.width.max(1) as f64).min(height as f64 / img.height.max(1) as f64);
+    let (dx, dy) = (
+        (width as f64 - img.width as f64 * scale) / 2.0,
+        (height as f64 - img.height as f64 * scale) / 2.0,
+    );
+    // Output pixel -> source pixel.
+    let inv = [1.0 / scale, 0.0, -dx / scale, 0.0, 1.0 / scale, -dy / scale];
+    RgbImage {
+        width,
+        height,
+        data: crate::pose::crop::warp_affine_linear(img, &inv, width as usize, height as usize),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

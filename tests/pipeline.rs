@@ -228,6 +228,130 @@ fn given_track_ids_are_made_valid_for_posetrack() {
 }
 
 #[test]
+fn a_broken_file_in_a_boxes_folder_fails_only_what_it_would_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, boxes) = videos_with_boxes(dir.path(), &[("a", 2), ("b", 2)]);
+    // b's boxes are unreadable; an unrelated, malformed JSON lies beside them.
+    std::fs::write(boxes.join("b.json"), "{ not json").unwrap();
+    std::fs::write(boxes.join("notes.json"), "[1, 2,").unwrap();
+    let out = dir.path().join("out");
+    let report = run(&config(&out, &boxes, &[]), &inputs, default_sink());
+    assert!(out.join("a.json").exists());
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert_eq!(report.failed[0].0, "b");
+    assert!(
+        report.failed[0].1.contains("b.json"),
+        "{}",
+        report.failed[0].1
+    );
+}
+
+#[test]
+fn png_frames_of_a_posetrack_sequence_are_named_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("images/val/000001_mpii_test");
+    std::fs::create_dir_all(&seq).unwrap();
+    for i in 0..2 {
+        let img = test_frame(32, 24, level(i));
+        let file = std::fs::File::create(seq.join(format!("{i:06}.png"))).unwrap();
+        let mut enc = png::Encoder::new(std::io::BufWriter::new(file), 32, 24);
+        enc.set_color(png::ColorType::Rgb);
+        enc.write_header()
+            .unwrap()
+            .write_image_data(&img.data)
+            .unwrap();
+    }
+    let ann = dir.path().join("annotations/val");
+    std::fs::create_dir_all(&ann).unwrap();
+    boxes_file(&ann.join("000001_mpii_test.json"), "000001_mpii_test", 0);
+    let out = dir.path().join("out");
+    let cfg = Config::load(
+        None,
+        &[
+            format!("output.dir='{}'", out.display()),
+            "pipeline.progress=false".into(),
+            "pose.model=none".into(),
+            "tracker.kind=given".into(),
+        ],
+    )
+    .unwrap();
+    let report = run(&cfg, &[seq], default_sink());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let file = PoseTrackFile::read(&out.join("000001_mpii_test.json")).unwrap();
+    assert_eq!(file.images.len(), 2);
+    assert_eq!(
+        file.images[1].file_name,
+        "images/val/000001_mpii_test/000001.png"
+    );
+}
+
+fn overlay_sink() -> Box<dyn FrameSink> {
+    Box::new(PoseTrackSink::new(
+        Some(OverlaySettings {
+            codec: VideoCodec::Auto,
+            crf: 23,
+        }),
+        false,
+    ))
+}
+
+fn write_png(path: &Path, img: &vidpose::image::RgbImage) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), img.width, img.height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&img.data)
+        .unwrap();
+}
+
+#[test]
+fn a_frame_too_small_for_an_overlay_still_gets_its_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("tiny");
+    std::fs::create_dir(&seq).unwrap();
+    write_png(&seq.join("000000.png"), &test_frame(1, 1, 200));
+    let boxes = dir.path().join("b.json");
+    boxes_file(&boxes, "tiny", 1);
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &["render.enabled=true"]),
+        &[seq],
+        overlay_sink(),
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert!(out.join("tiny.json").exists());
+    assert!(!out.join("tiny.mp4").exists());
+}
+
+#[test]
+fn overlay_frames_of_another_size_are_fitted_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = dir.path().join("mixed");
+    std::fs::create_dir(&seq).unwrap();
+    write_png(&seq.join("000000.png"), &test_frame(64, 48, 40));
+    write_png(&seq.join("000001.png"), &test_frame(32, 48, 220));
+    let boxes = dir.path().join("b.json");
+    boxes_file(&boxes, "mixed", 2);
+    let out = dir.path().join("out");
+    let report = run(
+        &config(&out, &boxes, &["render.enabled=true"]),
+        &[seq],
+        overlay_sink(),
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let jobs = discover::discover(&[out.join("mixed.mp4")]).unwrap();
+    let mut d = vidpose::video::decode::open(&jobs[0], 25.0, 1).unwrap();
+    d.next_frame().unwrap().unwrap();
+    let second = d.next_frame().unwrap().unwrap().image;
+    assert_eq!((second.width, second.height), (64, 48));
+    // Black bars left and right, the 32-pixel-wide frame whole in the middle.
+    let at = |x: i64| second.pixel(x, 40).unwrap()[1] as i32;
+    assert!(at(3) < 30 && at(60) < 30, "{} {}", at(3), at(60));
+    assert!(at(32) > 150, "{}", at(32));
+}
+
+#[test]
 fn one_bad_video_does_not_stop_the_others_nor_lose_old_output() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");

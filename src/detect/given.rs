@@ -129,6 +129,8 @@ fn json_truthy(v: &serde_json::Value) -> bool {
 #[derive(Debug, Default)]
 pub struct GivenBoxes {
     source: PathBuf,
+    /// Files of a boxes folder that could not be used, with why.
+    unreadable: Vec<String>,
     boxes: HashMap<FrameKey, Vec<GivenBox>>,
     images: HashMap<FrameKey, posetrack::Image>,
 }
@@ -223,8 +225,19 @@ impl GivenBoxes {
                     message: "the folder holds no .json annotation files".into(),
                 });
             }
+            // One broken or unrelated file must not stop the sequences the others cover: it is
+            // set aside, and a sequence left without boxes says which files could not be read.
+            let mut first_error = None;
+            let count = files.len();
             for file in files {
-                given.add_annotation_file(&file, score_threshold)?;
+                if let Err(e) = given.add_annotation_file(&file, score_threshold) {
+                    tracing::warn!("{e}; the other files of the folder are still used");
+                    given.unreadable.push(e.to_string());
+                    first_error.get_or_insert(e);
+                }
+            }
+            if given.unreadable.len() == count {
+                return Err(first_error.expect("every file failed"));
             }
             return Ok(given);
         }
@@ -369,6 +382,11 @@ impl GivenBoxes {
 
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// Files of a boxes folder that were set aside as unreadable, with why.
+    pub fn unreadable(&self) -> &[String] {
+        &self.unreadable
     }
 
     /// Whether the file knows any frame of the sequence or video `name`.

@@ -5,6 +5,7 @@ pub mod batching;
 pub mod detect_stage;
 pub mod messages;
 pub mod metrics;
+pub mod outputs;
 pub mod permits;
 pub mod pose_stage;
 pub mod reorder;
@@ -37,6 +38,9 @@ pub enum PipelineError {
     Model(String),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
+    /// The outputs cannot be written, or would replace an input: found before any work.
+    #[error("{0}")]
+    Output(String),
 }
 
 /// What a run did.
@@ -104,6 +108,66 @@ fn frames_mismatch(
     None
 }
 
+/// Every input of the run that lies in the output folder: videos, frames, boxes and annotation
+/// files.
+fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> outputs::ProtectedInputs {
+    let mut protected = outputs::ProtectedInputs::new(&config.output.dir);
+    for job in jobs {
+        match &job.kind {
+            crate::video::SourceKind::ImageFolder { files, .. } => {
+                for (_, f) in files {
+                    protected.add(f, "the input frame");
+                }
+            }
+            _ => protected.add(job.path(), "the input"),
+        }
+        if let Some(annotation) = posetrack_annotation_for(job) {
+            protected.add(&annotation, "the annotation file");
+        }
+    }
+    if config.detector.kind == DetectorKind::Boxes && config.detector.boxes != "auto" {
+        let boxes = Path::new(&config.detector.boxes);
+        if boxes.is_dir() {
+            protected.add_folder(boxes, "the boxes file");
+        } else {
+            protected.add(boxes, "the boxes file");
+        }
+    }
+    if let Some(images) = &config.detector.boxes_images {
+        protected.add(images, "the annotation file");
+    }
+    protected
+}
+
+/// `--metrics-json` may name neither an input nor one of the run's outputs (which it would
+/// replace, and the next run would then skip that video).
+fn check_metrics_path(
+    config: &Config,
+    jobs: &[VideoJob],
+    metrics: &Path,
+    protected: &outputs::ProtectedInputs,
+) -> Result<(), PipelineError> {
+    if let Some(input) = protected.replaced_by(metrics) {
+        return Err(PipelineError::Output(format!(
+            "--metrics-json {}: writing it would replace {input}",
+            metrics.display()
+        )));
+    }
+    for job in jobs {
+        let (json, video) = stages::output_paths(&config.output.dir, job, config.render.enabled);
+        for out in [Some(json), video].into_iter().flatten() {
+            if crate::fsutil::same_file(metrics, &out) {
+                return Err(PipelineError::Output(format!(
+                    "--metrics-json {} is the output of `{}`; choose another file",
+                    metrics.display(),
+                    job.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decides, per job, its outputs, its boxes, and whether it can run at all.
 fn plan(
     config: &Config,
@@ -119,10 +183,27 @@ fn plan(
         )?)),
         _ => None,
     };
+    let protected = protect_inputs(config, &jobs);
+    if let Some(metrics) = &config.output.metrics_json {
+        check_metrics_path(config, &jobs, metrics, &protected)?;
+    }
     let mut planned = Vec::new();
     for (id, job) in jobs.into_iter().enumerate() {
         let (output_json, output_video) =
             stages::output_paths(&config.output.dir, &job, config.render.enabled);
+        let replaced = [Some(&output_json), output_video.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|out| Some((out.clone(), protected.replaced_by(out)?.to_string())));
+        if let Some((out, input)) = replaced {
+            let reason = format!(
+                "{}: writing it would replace {input}; vidpose never writes over its inputs: choose another --output folder",
+                out.display()
+            );
+            tracing::error!("{}: {reason}", job.name);
+            report.failed.push((job.name.clone(), reason));
+            continue;
+        }
         if output_json.exists() && !config.output.overwrite {
             tracing::info!(
                 "{}: skipped, {} exists (use --overwrite to redo it)",
@@ -152,8 +233,12 @@ fn plan(
             None
         } else if let Some(fixed) = &fixed_boxes {
             if !fixed.has_sequence(&job.name) {
+                let unreadable = match fixed.unreadable() {
+                    [] => String::new(),
+                    files => format!("; files set aside as unreadable: {}", files.join("; ")),
+                };
                 problem.get_or_insert(format!(
-                    "{}: holds no frames of `{}` (frames are matched by <sequence>/<number> in file_name)",
+                    "{}: holds no frames of `{}` (frames are matched by <sequence>/<number> in file_name){unreadable}",
                     fixed.source().display(),
                     job.name
                 ));
@@ -292,6 +377,14 @@ pub fn run_with_models(
 ) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
     let mut report = RunReport::default();
+    crate::fsutil::check_writable_dir(&config.output.dir).map_err(PipelineError::Output)?;
+    let stale = crate::fsutil::remove_stale_partials(&config.output.dir);
+    if stale > 0 {
+        tracing::info!(
+            "{}: removed {stale} temporary file(s) left by an earlier run that was killed",
+            config.output.dir.display()
+        );
+    }
     let planned = plan(config, jobs, &mut report)?;
     let cap = config.pipeline.channel_capacity;
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);

@@ -1,6 +1,6 @@
 //! The last stage: PoseTrack 2018 JSON per video, optional overlay video, progress bars.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -33,7 +33,8 @@ struct FrameEntry {
 /// One video's output under construction.
 struct Open {
     frames: Vec<FrameEntry>,
-    overlay: Option<OverlayWriter>,
+    /// The writer and the frame size it was opened with.
+    overlay: Option<(OverlayWriter, u32, u32)>,
     overlay_failed: bool,
     progress: Option<ProgressBar>,
 }
@@ -67,9 +68,17 @@ fn image_entry(frame: &Frame) -> Image {
     match &video.job.posetrack {
         Some(seq) => {
             let id = seq.image_id(number);
+            // The frame's own extension: a sequence of PNG frames is named `.png`.
+            let file_name = match Path::new(&frame.decoded.file_name).extension() {
+                Some(ext) => Path::new(&seq.file_name(number))
+                    .with_extension(ext)
+                    .to_string_lossy()
+                    .into_owned(),
+                None => seq.file_name(number),
+            };
             Image {
                 id,
-                file_name: seq.file_name(number),
+                file_name,
                 vid_id: Some(format!("{:06}", seq.number)),
                 frame_id: Some(id),
                 nframes: None,
@@ -213,6 +222,8 @@ impl FrameSink for PoseTrackSink {
             from_reference: frame.reference_image.is_some(),
         });
         if let (Some(settings), Some(path)) = (&self.overlay, &frame.video.output_video) {
+            // The overlay is extra: when it cannot be made (a 1x1 video, a full disk) the
+            // PoseTrack JSON is still written, and the user is told.
             if open.overlay.is_none() && !open.overlay_failed {
                 let img = &frame.decoded.image;
                 match OverlayWriter::create(
@@ -223,20 +234,32 @@ impl FrameSink for PoseTrackSink {
                     settings.codec,
                     settings.crf,
                 ) {
-                    Ok(w) => open.overlay = Some(w),
+                    Ok(w) => open.overlay = Some((w, img.width, img.height)),
                     Err(e) => {
                         open.overlay_failed = true;
-                        return Err(e.to_string());
+                        tracing::warn!("{}: no overlay video: {e}", frame.video.job.name);
                     }
                 }
             }
-            if let Some(writer) = open.overlay.as_mut() {
+            if let Some((writer, width, height)) = open.overlay.as_mut() {
                 for p in &frame.persons {
                     crate::render::draw_person(&mut frame.decoded.image, p);
                 }
-                writer
-                    .write(&frame.decoded.image)
-                    .map_err(|e| e.to_string())?;
+                // A frame of another size than the first is fitted in, not cut off.
+                let fitted;
+                let image = if (frame.decoded.image.width, frame.decoded.image.height)
+                    == (*width, *height)
+                {
+                    &frame.decoded.image
+                } else {
+                    fitted = crate::render::fit_into(&frame.decoded.image, *width, *height);
+                    &fitted
+                };
+                if let Err(e) = writer.write(image) {
+                    tracing::warn!("{}: no overlay video: {e}", frame.video.job.name);
+                    open.overlay = None;
+                    open.overlay_failed = true;
+                }
             }
         }
         if let Some(bar) = &open.progress {
@@ -260,8 +283,11 @@ impl FrameSink for PoseTrackSink {
             return Ok(Vec::new());
         }
         let mut written = Vec::new();
-        if let Some(writer) = open.overlay.take() {
-            written.push(writer.finish().map_err(|e| e.to_string())?);
+        if let Some((writer, ..)) = open.overlay.take() {
+            match writer.finish() {
+                Ok(path) => written.push(path),
+                Err(e) => tracing::warn!("{}: no overlay video: {e}", video.job.name),
+            }
         }
         let file = assemble(open.frames);
         file.write_atomic(&video.output_json)

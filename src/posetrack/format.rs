@@ -21,6 +21,11 @@ pub enum PoseTrackError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}: {}", crate::fsutil::describe_write_error(.source))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// One frame of a sequence.
@@ -191,7 +196,7 @@ impl PoseTrackFile {
             path: path.to_path_buf(),
             source,
         })?;
-        crate::fsutil::write_atomic(path, &bytes).map_err(|source| PoseTrackError::Io {
+        crate::fsutil::write_atomic(path, &bytes).map_err(|source| PoseTrackError::Write {
             path: path.to_path_buf(),
             source,
         })
