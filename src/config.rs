@@ -108,6 +108,11 @@ pub struct OutputConfig {
     pub metrics_json: Option<PathBuf>,
     /// Replace outputs that already exist instead of skipping their videos.
     pub overwrite: bool,
+    /// Stop the whole run at the first video that fails (the default goes on with the others).
+    pub fail_fast: bool,
+    /// Where the run report (each video's status, reason, frames and time) is written;
+    /// null = `<output.dir>/run.json`.
+    pub report: Option<PathBuf>,
 }
 
 impl Default for OutputConfig {
@@ -116,6 +121,8 @@ impl Default for OutputConfig {
             dir: PathBuf::from("out"),
             metrics_json: None,
             overwrite: false,
+            fail_fast: false,
+            report: None,
         }
     }
 }
@@ -270,6 +277,13 @@ impl Config {
         };
         if doc.is_null() {
             doc = yaml::Value::Mapping(Default::default());
+        }
+        // The file's own fault, before any --set is blamed for it.
+        if !doc.is_mapping() {
+            return Err(ConfigError::Syntax {
+                file: display.to_path_buf(),
+                message: "expected sections such as `input:` and `pose:` at the top level, found a list or a single value".into(),
+            });
         }
         for arg in overrides {
             apply_override(&mut doc, arg)?;

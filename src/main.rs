@@ -100,6 +100,13 @@ struct RunArgs {
     /// Process only shard I of N of the videos (deterministic by name), for job arrays.
     #[arg(long, value_name = "I/N")]
     shard: Option<String>,
+    /// Stop the whole run at the first video that fails (`output.fail_fast`).
+    #[arg(long)]
+    fail_fast: bool,
+    /// Write the run report (each video's status, reason, frames, time) to FILE instead of
+    /// <output>/run.json (`output.report`).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -174,6 +181,15 @@ fn load_config(args: &RunArgs) -> Result<Config> {
     if let Some(shard) = &args.shard {
         overrides.push(format!("input.shard={}", yaml_string(shard)));
     }
+    if args.fail_fast {
+        overrides.push("output.fail_fast=true".into());
+    }
+    if let Some(file) = &args.report {
+        overrides.push(format!(
+            "output.report={}",
+            yaml_string(&file.to_string_lossy())
+        ));
+    }
     let file = if args.config.exists() {
         Some(args.config.as_path())
     } else if args.config.as_os_str() == "pipeline.yaml" {
@@ -240,9 +256,29 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         report.seconds,
         report.peak_frames_in_flight
     );
-    for (name, reason) in &report.failed {
-        eprintln!("  failed: {name}: {reason}");
-    }
+    eprint!("{}", summary_table(&report));
+    let report_path = config
+        .output
+        .report
+        .clone()
+        .unwrap_or_else(|| config.output.dir.join("run.json"));
+    let run_json = serde_json::json!({
+        "seconds": report.seconds,
+        "interrupted": report.interrupted,
+        "stopped_on_failure": report.stopped_on_failure,
+        "videos": report.videos,
+    });
+    vidpose::fsutil::write_atomic(
+        &report_path,
+        serde_json::to_string_pretty(&run_json)?.as_bytes(),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {}",
+            report_path.display(),
+            vidpose::fsutil::describe_write_error(&e)
+        )
+    })?;
     if let Some(path) = &config.output.metrics_json {
         let json = serde_json::json!({
             "stages": report.stages,
@@ -257,13 +293,43 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     // Interrupted, even if the signal came after the last frame was decoded and every video
     // still finished: a script must see that the run was stopped.
-    Ok(if report.interrupted || cancel.load(Ordering::SeqCst) {
+    Ok(if report.stopped_on_failure {
+        ExitCode::from(1)
+    } else if report.interrupted || cancel.load(Ordering::SeqCst) {
         ExitCode::from(130)
     } else if report.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One line per video that did not simply get written: what happened and why.
+fn summary_table(report: &pipeline::RunReport) -> String {
+    let notable: Vec<_> = report
+        .videos
+        .iter()
+        .filter(|v| v.status != "written")
+        .collect();
+    if notable.is_empty() {
+        return String::new();
+    }
+    let width = notable
+        .iter()
+        .map(|v| v.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    let mut text = format!("\n{:<width$}  {:<11}  reason\n", "video", "status");
+    for v in notable {
+        text.push_str(&format!(
+            "{:<width$}  {:<11}  {}\n",
+            v.name,
+            v.status,
+            v.reason.as_deref().unwrap_or("")
+        ));
+    }
+    text
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {

@@ -167,6 +167,20 @@ fn resource_settings_are_bounded_by_what_can_work() {
 }
 
 #[test]
+fn a_top_level_list_is_the_files_fault_not_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(&dir, "- a\n- b\n");
+    let e = Config::load(Some(&p), &["pose.flip_test=false".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("top level"),
+        "{e}"
+    );
+    assert!(!e.contains("--set"), "{e}");
+}
+
+#[test]
 fn bad_overrides() {
     let e = Config::load(None, &["pose.flip_test".into()])
         .unwrap_err()

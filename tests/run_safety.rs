@@ -193,3 +193,77 @@ fn sigterm_stops_a_run_cleanly() {
     assert!(!out_dir.join("long.json").exists() && !out_dir.join("long.mp4").exists());
     assert!(!partial(), "a temporary file was left");
 }
+
+#[test]
+fn the_run_report_lists_every_video_and_fail_fast_stops_at_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir(&boxes).unwrap();
+    for name in ["a_bad", "b_good", "c_good"] {
+        let (video, b) = video_with_boxes(&input, name, 3);
+        std::fs::rename(&b, boxes.join(format!("{name}.json"))).unwrap();
+        if name == "a_bad" {
+            std::fs::write(&video, "not a video\n".repeat(50)).unwrap();
+        }
+    }
+    let out_dir = dir.path().join("out");
+    let args = [
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    let out = run(&args, &boxes);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // The summary names the failure and why.
+    assert!(
+        stderr(&out).contains("a_bad") && stderr(&out).contains("failed"),
+        "{}",
+        stderr(&out)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let status = |r: &serde_json::Value, name: &str| -> String {
+        r["videos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .map(|v| v["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "absent".into())
+    };
+    assert_eq!(status(&report, "a_bad"), "failed");
+    assert_eq!(status(&report, "b_good"), "written");
+    let good = report["videos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "c_good")
+        .unwrap();
+    assert_eq!(good["frames"], 3);
+    assert!(good["seconds"].as_f64().unwrap() >= 0.0);
+
+    // With --fail-fast, nothing after the failure is written.
+    let out_dir = dir.path().join("out2");
+    let report_file = dir.path().join("report.json");
+    let out = run(
+        &[
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+            "--fail-fast",
+            "--report",
+            report_file.to_str().unwrap(),
+        ],
+        &boxes,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(status(&report, "a_bad"), "failed");
+    assert_eq!(report["stopped_on_failure"], true);
+    assert!(!out_dir.join("c_good.json").exists());
+}

@@ -14,7 +14,7 @@ pub mod stage;
 pub mod stages;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,39 @@ pub struct RunReport {
     /// Most decoded frames alive at once.
     pub peak_frames_in_flight: usize,
     pub interrupted: bool,
+    /// `--fail-fast` stopped the run after a failure.
+    pub stopped_on_failure: bool,
     pub seconds: f64,
+    /// One entry per video, in the order they ended.
+    pub videos: Vec<VideoOutcome>,
+}
+
+/// How one video's run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VideoOutcome {
+    pub name: String,
+    pub input: PathBuf,
+    /// `written`, `skipped`, `failed` or `interrupted`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub frames: u64,
+    pub seconds: f64,
+    pub outputs: Vec<PathBuf>,
+}
+
+impl VideoOutcome {
+    fn new(job: &VideoJob, status: &'static str, reason: Option<String>) -> Self {
+        Self {
+            name: job.name.clone(),
+            input: job.path().to_path_buf(),
+            status,
+            reason,
+            frames: 0,
+            seconds: 0.0,
+            outputs: Vec::new(),
+        }
+    }
 }
 
 /// The per-sequence annotation file of a PoseTrack layout: `<root>/images/<split>/<seq>/`
@@ -201,7 +233,10 @@ fn plan(
                 out.display()
             );
             tracing::error!("{}: {reason}", job.name);
-            report.failed.push((job.name.clone(), reason));
+            report.failed.push((job.name.clone(), reason.clone()));
+            report
+                .videos
+                .push(VideoOutcome::new(&job, "failed", Some(reason)));
             continue;
         }
         if output_json.exists() && !config.output.overwrite {
@@ -211,6 +246,11 @@ fn plan(
                 output_json.display()
             );
             report.skipped.push(job.name.clone());
+            report.videos.push(VideoOutcome::new(
+                &job,
+                "skipped",
+                Some(format!("{} exists", output_json.display())),
+            ));
             continue;
         }
         let mut problem = None;
@@ -288,51 +328,78 @@ fn plan(
     Ok(planned)
 }
 
-/// Feeds the sink; a failure of one video is recorded and the others go on.
+/// Feeds the sink; a failure of one video is recorded and the others go on (unless
+/// `fail_fast`, which then stops the run through `cancel`).
 fn run_sink(
     mut sink: Box<dyn FrameSink>,
     rx: Receiver<Envelope>,
     report: &mut RunReport,
+    fail_fast: bool,
+    cancel: &AtomicBool,
 ) -> StageMetrics {
     let mut metrics = StageMetrics::new("sink");
     let started = Instant::now();
     let mut failure: Option<String> = None;
+    let mut video_started = Instant::now();
+    let mut frames = 0u64;
     loop {
         let t = Instant::now();
         let Ok(env) = rx.recv() else { break };
         metrics.wait_input += t.elapsed();
         match env.msg {
             Msg::Start(video) => {
+                video_started = Instant::now();
+                frames = 0;
                 failure = sink.start(&video).err();
             }
             Msg::Frame(frame) => {
                 metrics.items += 1;
                 metrics.batches += 1;
+                frames += 1;
                 metrics.record_latency(frame.entered_stage.elapsed());
                 if failure.is_none() {
                     failure = sink.frame(*frame).err();
                 }
             }
             Msg::End(video, outcome) => {
-                let reason = failure.take().or(outcome.err());
+                let mut reason = failure.take().or(outcome.err());
+                if report.stopped_on_failure {
+                    // Already queued when the run was stopped: not written either.
+                    reason = Some("interrupted".into());
+                }
+                let mut entry = VideoOutcome::new(&video.job, "written", None);
+                entry.frames = frames;
+                entry.seconds = video_started.elapsed().as_secs_f64();
                 match sink.end(&video, reason.is_none()) {
                     Ok(files) if reason.is_none() => {
                         tracing::info!("{}: done", video.job.name);
+                        entry.outputs = files.clone();
                         report.written.extend(files);
                     }
                     Ok(_) => {
                         let reason = reason.unwrap_or_default();
                         if reason == "interrupted" {
                             report.interrupted = true;
+                            entry.status = "interrupted";
+                        } else {
+                            entry.status = "failed";
                         }
                         tracing::error!("{}: failed: {reason}", video.job.name);
-                        report.failed.push((video.job.name.clone(), reason));
+                        report.failed.push((video.job.name.clone(), reason.clone()));
+                        entry.reason = Some(reason);
                     }
                     Err(e) => {
                         tracing::error!("{}: failed: {e}", video.job.name);
-                        report.failed.push((video.job.name.clone(), e));
+                        report.failed.push((video.job.name.clone(), e.clone()));
+                        entry.status = "failed";
+                        entry.reason = Some(e);
                     }
                 }
+                if entry.status == "failed" && fail_fast && !cancel.swap(true, Ordering::SeqCst) {
+                    tracing::error!("stopping the run after this failure (--fail-fast)");
+                    report.stopped_on_failure = true;
+                }
+                report.videos.push(entry);
             }
         }
     }
@@ -425,15 +492,17 @@ pub fn run_with_models(
     let stage_metrics = std::thread::scope(|scope| -> Result<Vec<StageMetrics>, PipelineError> {
         let (tx, mut rx) = bounded::<Envelope>(cap);
         let source_permits = permits.clone();
-        let source =
-            scope.spawn(move || stages::run_source(planned, settings, source_permits, cancel, tx));
+        let source_cancel = cancel.clone();
+        let source = scope.spawn(move || {
+            stages::run_source(planned, settings, source_permits, source_cancel, tx)
+        });
         let mut handles = Vec::new();
         for stage in middle {
             let (tx, next_rx) = bounded::<Envelope>(cap);
             let input = std::mem::replace(&mut rx, next_rx);
             handles.push(scope.spawn(move || run_stage(stage, input, tx)));
         }
-        let sink_metrics = run_sink(sink, rx, &mut report);
+        let sink_metrics = run_sink(sink, rx, &mut report, config.output.fail_fast, &cancel);
         let join = |h: std::thread::ScopedJoinHandle<'_, StageMetrics>| {
             h.join().map_err(|p| {
                 let what = p
