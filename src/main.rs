@@ -225,7 +225,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         let cancel = cancel.clone();
         ctrlc::set_handler(move || {
             if cancel.swap(true, Ordering::SeqCst) {
-                // Second Ctrl-C: stop at once; temporary files are named *.partial-<pid>.
+                // Second Ctrl-C: stop at once; temporary files (*.partial-<host>-<pid>) are
+                // removed by the next run.
                 std::process::exit(130);
             }
             eprintln!("interrupted: finishing the frames in flight (Ctrl-C again to abort)");
@@ -257,11 +258,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         report.peak_frames_in_flight
     );
     eprint!("{}", summary_table(&report));
-    let report_path = config
-        .output
-        .report
-        .clone()
-        .unwrap_or_else(|| config.output.dir.join("run.json"));
+    // Shards of one job array share the output folder: each keeps its own report.
+    let report_path = config.output.report.clone().unwrap_or_else(|| {
+        let name = match config.input.shard.as_deref().map(parse_shard) {
+            Some(Ok((i, n))) => format!("run.shard-{i}-of-{n}.json"),
+            _ => "run.json".into(),
+        };
+        config.output.dir.join(name)
+    });
     let run_json = serde_json::json!({
         "seconds": report.seconds,
         "interrupted": report.interrupted,

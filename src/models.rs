@@ -1,7 +1,7 @@
 //! Model cards (`models/*.yaml`) and checkpoint download/verification.
 //!
 //! A card names one published checkpoint: architecture, input size, URL and the sha256 prefix
-//! that MMLab puts in the file name. `fetch` downloads to `<file>.partial-<pid>` next to the
+//! that MMLab puts in the file name. `fetch` downloads to a `<file>.partial-<host>-<pid>` next to the
 //! destination, hashes while writing, and renames only when the hash prefix matches, so a
 //! checkpoint under its final name is always complete. HTTP(S) transfers go through the system
 //! `curl` (TLS without extra crates); `file://` URLs are copied.
