@@ -1,0 +1,138 @@
+//! Soak run (a benchmark, not a test): a long video with given boxes through decode, pose (the
+//! narrow HRNet fixture) and Hungarian tracking, sampling the process's resident memory every
+//! 10 s. A bounded pipeline keeps it flat: every sample from minute 2 on should stay within 5%
+//! of the minute-2 value. `scripts/bench_soak.sh` makes the input and runs it.
+//!
+//!   soak VIDEO BOXES.json OUT_DIR
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use vidpose::config::Config;
+use vidpose::pipeline::{self, sink::PoseTrackSink};
+use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
+
+/// Resident memory of this process in MiB (Linux).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The committed narrow HRNet, configured as its reference.json describes it.
+fn narrow_model() -> Result<PoseEstimator> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hrnet");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json"))?)?;
+    let list = |key: &str| -> Vec<usize> {
+        json[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect())
+            .unwrap_or_default()
+    };
+    let (widths, modules, blocks, input) = (
+        list("widths"),
+        list("num_modules"),
+        list("num_blocks"),
+        list("input_size"),
+    );
+    let config = PoseModelConfig {
+        backbone: HrNetConfig {
+            stage1_channels: json["stage1_channels"].as_u64().context("stage1_channels")? as usize,
+            stage1_blocks: blocks[0],
+            widths: [widths[0], widths[1], widths[2], widths[3]],
+            num_modules: [modules[1], modules[2], modules[3]],
+            num_blocks: [blocks[1], blocks[2], blocks[3]],
+        },
+        input_size: (input[0] as u32, input[1] as u32),
+    };
+    Ok(PoseEstimator::load(
+        dir.join("hrnet_w4_zip.pth"),
+        config,
+        PoseOptions::default(),
+        &candle_core::Device::Cpu,
+    )?)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 4 {
+        bail!("usage: soak VIDEO BOXES.json OUT_DIR");
+    }
+    let (video, boxes, out) = (
+        PathBuf::from(&args[1]),
+        PathBuf::from(&args[2]),
+        PathBuf::from(&args[3]),
+    );
+    let config = Config::load(
+        None,
+        &[
+            format!("output.dir='{}'", out.display()),
+            format!("detector.boxes='{}'", boxes.display()),
+            "output.overwrite=true".into(),
+            "pipeline.progress=false".into(),
+        ],
+    )?;
+    let jobs = vidpose::video::discover(&[video])?;
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                samples.push((started.elapsed().as_secs_f64(), rss_mib()));
+                for _ in 0..100 {
+                    if done.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            samples
+        })
+    };
+    let report = pipeline::run_with_pose(
+        &config,
+        jobs,
+        Some(Box::new(narrow_model()?)),
+        Box::new(PoseTrackSink::new(None, false)),
+        Arc::new(AtomicBool::new(false)),
+    )?;
+    done.store(true, Ordering::SeqCst);
+    let samples = sampler.join().expect("sampler thread");
+    if !report.failed.is_empty() {
+        bail!("the run failed: {:?}", report.failed);
+    }
+    println!("{:>8}  {:>9}", "time s", "RSS MiB");
+    for (t, rss) in &samples {
+        println!("{t:>8.0}  {rss:>9.1}");
+    }
+    let frames = report.videos.iter().map(|v| v.frames).sum::<u64>();
+    println!(
+        "{frames} frames in {:.0} s ({:.1} frames/s)",
+        report.seconds,
+        frames as f64 / report.seconds
+    );
+    match samples.iter().find(|(t, _)| *t >= 120.0) {
+        Some(&(_, base)) => {
+            let worst = samples
+                .iter()
+                .filter(|(t, _)| *t >= 120.0)
+                .map(|(_, r)| (r - base).abs() / base)
+                .fold(0.0, f64::max);
+            println!(
+                "RSS at minute 2: {base:.1} MiB; largest later departure {:.2}% (target 5%)",
+                worst * 100.0
+            );
+        }
+        None => println!("the run took less than 2 minutes: no minute-2 baseline"),
+    }
+    Ok(())
+}
