@@ -33,7 +33,12 @@ fn narrow_model() -> Result<PoseEstimator> {
     let list = |key: &str| -> Vec<usize> {
         json[key]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64())
+                    .map(|v| v as usize)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (widths, modules, blocks, input) = (
@@ -44,7 +49,9 @@ fn narrow_model() -> Result<PoseEstimator> {
     );
     let config = PoseModelConfig {
         backbone: HrNetConfig {
-            stage1_channels: json["stage1_channels"].as_u64().context("stage1_channels")? as usize,
+            stage1_channels: json["stage1_channels"]
+                .as_u64()
+                .context("stage1_channels")? as usize,
             stage1_blocks: blocks[0],
             widths: [widths[0], widths[1], widths[2], widths[3]],
             num_modules: [modules[1], modules[2], modules[3]],

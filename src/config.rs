@@ -130,6 +130,9 @@ impl Default for OutputConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorKind {
+    /// Per video: the boxes file when it covers the video (`detector.boxes`; `auto` = the
+    /// PoseTrack annotation file), the Cascade R-CNN otherwise.
+    Auto,
     /// Person boxes read from annotation or detection files.
     Boxes,
     /// MMDetection's Cascade R-CNN X101-64x4d FPN.
@@ -160,7 +163,7 @@ pub struct DetectorConfig {
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            kind: DetectorKind::Boxes,
+            kind: DetectorKind::Auto,
             boxes: "auto".into(),
             boxes_images: None,
             score_threshold: 0.4,
@@ -446,7 +449,7 @@ impl Config {
                 ));
             }
         }
-        if self.detector.kind == DetectorKind::CascadeRcnn
+        if self.detector.kind != DetectorKind::Boxes
             && self.detector.batch_size > self.pipeline.max_frames_in_flight
         {
             return Err(bad(

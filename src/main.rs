@@ -1,6 +1,6 @@
 //! The `vidpose` command line: parses arguments and hands the work to the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -68,8 +68,9 @@ struct ModelsArgs {
 enum ModelsAction {
     /// Show each model card and whether its checkpoint is in the folder.
     List,
-    /// Download checkpoints (all when no NAME is given), checking the sha256 prefix; a
-    /// download lands under its final name only when complete and verified.
+    /// Download checkpoints, checking the sha256 prefix; a download lands under its final name
+    /// only when complete and verified. With no NAME: the models ./pipeline.yaml (or the
+    /// defaults) runs: the pose model and, unless detector.kind is `boxes`, the detector.
     Fetch { names: Vec<String> },
     /// Hash the checkpoints in the folder and compare them with their cards.
     Verify { names: Vec<String> },
@@ -397,6 +398,24 @@ fn models(args: ModelsArgs) -> Result<ExitCode> {
         }
         ModelsAction::Fetch { names } => {
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let names = if names.is_empty() {
+                // What the configuration here runs, not every card (several GB).
+                let file = Path::new("pipeline.yaml");
+                let config = Config::load(file.exists().then_some(file), &[])?;
+                let needed = models::needed_by(&config);
+                eprintln!(
+                    "fetching what {} needs: {}",
+                    if file.exists() {
+                        "pipeline.yaml"
+                    } else {
+                        "the default configuration"
+                    },
+                    needed.join(", ")
+                );
+                needed
+            } else {
+                names
+            };
             for card in chosen(&names)? {
                 let path = models::fetch(card, &args.dir, progress)?;
                 eprintln!("{}: {}", card.name, path.display());

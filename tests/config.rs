@@ -37,7 +37,7 @@ fn overrides_keep_their_types() {
     assert!(!c.pose.flip_test);
     assert_eq!(c.pose.batch_size, 32);
     assert_eq!(c.detector.boxes, "dets.json");
-    assert_eq!(c.detector.kind, DetectorKind::Boxes);
+    assert_eq!(c.detector.kind, DetectorKind::Auto);
     assert_eq!(c.detector.score_threshold, 0.25);
     assert_eq!(
         c.input.paths,

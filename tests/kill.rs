@@ -38,7 +38,7 @@ fn check_complete(dir: &Path, frames: &BTreeMap<String, usize>) {
                 .unwrap_or_else(|e| panic!("partial JSON under its final name: {e}"));
             assert_eq!(f.images.len(), frames[stem], "{name}");
         } else if let Some(stem) = name.strip_suffix(".mp4") {
-            let jobs = vidpose::video::discover(&[path.clone()]).unwrap();
+            let jobs = vidpose::video::discover(std::slice::from_ref(&path)).unwrap();
             let mut d = vidpose::video::decode::open(&jobs[0], 25.0, 1).unwrap();
             let mut n = 0;
             while d.next_frame().unwrap().is_some() {

@@ -686,6 +686,75 @@ fn a_frame_listed_in_the_annotation_file_but_missing_fails_the_sequence() {
     );
 }
 
+/// `detector.kind: auto` (the default): a video its boxes file covers keeps those boxes; a
+/// video nothing covers goes to the detector.
+#[test]
+fn auto_detection_runs_the_detector_only_where_no_boxes_are_given() {
+    use candle_core::Device;
+    use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cascade/narrow_r.safetensors");
+    let cfg = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, 1, 64, 8, 16, (240, 160));
+    let dir = tempfile::tempdir().unwrap();
+    let frame = candle_core::safetensors::load(
+        fixture.with_file_name("frame_crop.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
+    .remove("image_rgb")
+    .unwrap();
+    let (h, w, _) = frame.dims3().unwrap();
+    let image = vidpose::image::RgbImage {
+        width: w as u32,
+        height: h as u32,
+        data: frame.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
+    };
+    let street = dir.path().join("street");
+    std::fs::create_dir(&street).unwrap();
+    for i in 0..3 {
+        common::write_bmp(&street.join(format!("{i:06}.bmp")), &image);
+    }
+    let clip = dir.path().join("clip.mp4");
+    make_mp4(&clip, 4, 64, 48, 25.0);
+    let boxes = dir.path().join("clip_boxes.json");
+    boxes_file(&boxes, "clip", 4);
+    let out = dir.path().join("out");
+    let config = Config::load(
+        None,
+        &[
+            format!("output.dir='{}'", out.display()),
+            format!("detector.boxes='{}'", boxes.display()),
+            "detector.score_threshold=0.0".into(),
+            "pose.model=none".into(),
+            "tracker.kind=given".into(),
+            "pipeline.progress=false".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.detector.kind, vidpose::config::DetectorKind::Auto);
+    let jobs = discover::discover(&[street, clip]).unwrap();
+    assert!(pipeline::needs_detector(&config, &jobs).unwrap());
+    let report = pipeline::run_with_models(
+        &config,
+        jobs,
+        Some(CascadeRcnn::load(&fixture, &cfg, &Device::Cpu).unwrap()),
+        None,
+        default_sink(),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let given = PoseTrackFile::read(&out.join("clip.json")).unwrap();
+    assert_eq!(given.annotations.len(), 4);
+    assert_eq!(given.annotations[0].bbox, Some([1.0, 2.0, 10.0, 20.0]));
+    let detected = PoseTrackFile::read(&out.join("street.json")).unwrap();
+    assert!(detected.annotations.len() >= 3);
+    // The detector saw the three frames nothing covered, and only those.
+    let detect = report.stages.iter().find(|s| s.stage == "detect").unwrap();
+    assert_eq!(detect.items, 7);
+    assert_eq!(detect.batches, 3);
+}
+
 #[test]
 fn cascade_detector_boxes_reach_the_output() {
     use candle_core::Device;

@@ -45,8 +45,9 @@ impl BatchWork for DetectWork {
         "detect"
     }
 
-    fn items(&self, _frame: &Frame) -> usize {
-        1
+    /// Frames of a video with given boxes (`detector.kind: auto`) are not detected.
+    fn items(&self, frame: &Frame) -> usize {
+        usize::from(frame.video.boxes.is_none())
     }
 
     fn run(
@@ -75,7 +76,7 @@ impl BatchWork for DetectWork {
 /// the checkpoint given or the card's file in `models_dir`.
 pub fn load_detector(config: &Config) -> Result<Option<CascadeRcnn>, String> {
     let det = &config.detector;
-    if det.kind != DetectorKind::CascadeRcnn {
+    if det.kind == DetectorKind::Boxes {
         return Ok(None);
     }
     let cards = crate::models::builtin_cards();

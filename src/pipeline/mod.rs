@@ -140,6 +140,26 @@ fn frames_mismatch(
     None
 }
 
+/// Whether some video will go to the detector: always with `detector.kind: cascade_rcnn`, never
+/// with `boxes`, and with `auto` when a video has no boxes file covering it.
+pub fn needs_detector(config: &Config, jobs: &[VideoJob]) -> Result<bool, PipelineError> {
+    Ok(match config.detector.kind {
+        DetectorKind::CascadeRcnn => true,
+        DetectorKind::Boxes => false,
+        DetectorKind::Auto if config.detector.boxes == "auto" => jobs
+            .iter()
+            .any(|job| !posetrack_annotation_for(job).is_some_and(|p| p.exists())),
+        DetectorKind::Auto => {
+            let boxes = GivenBoxes::load(
+                Path::new(&config.detector.boxes),
+                config.detector.boxes_images.as_deref(),
+                config.detector.score_threshold,
+            )?;
+            jobs.iter().any(|job| !boxes.has_sequence(&job.name))
+        }
+    })
+}
+
 /// Every input of the run that lies in the output folder: videos, frames, boxes and annotation
 /// files.
 fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> outputs::ProtectedInputs {
@@ -157,7 +177,7 @@ fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> outputs::ProtectedInput
             protected.add(&annotation, "the annotation file");
         }
     }
-    if config.detector.kind == DetectorKind::Boxes && config.detector.boxes != "auto" {
+    if config.detector.kind != DetectorKind::CascadeRcnn && config.detector.boxes != "auto" {
         let boxes = Path::new(&config.detector.boxes);
         if boxes.is_dir() {
             protected.add_folder(boxes, "the boxes file");
@@ -207,13 +227,12 @@ fn plan(
     report: &mut RunReport,
 ) -> Result<Vec<PlannedVideo>, PipelineError> {
     let fixed_boxes = match (config.detector.kind, config.detector.boxes.as_str()) {
-        (DetectorKind::Boxes, "auto") => None,
-        (DetectorKind::Boxes, path) => Some(Arc::new(GivenBoxes::load(
+        (DetectorKind::CascadeRcnn, _) | (_, "auto") => None,
+        (_, path) => Some(Arc::new(GivenBoxes::load(
             Path::new(path),
             config.detector.boxes_images.as_deref(),
             config.detector.score_threshold,
         )?)),
-        _ => None,
     };
     let protected = protect_inputs(config, &jobs);
     if let Some(metrics) = &config.output.metrics_json {
@@ -269,10 +288,16 @@ fn plan(
                 ));
             }
         }
-        let boxes = if config.detector.kind != DetectorKind::Boxes {
+        // With `detector.kind: auto`, a video no boxes file covers goes to the detector.
+        let auto = config.detector.kind == DetectorKind::Auto;
+        let boxes = if config.detector.kind == DetectorKind::CascadeRcnn {
             None
         } else if let Some(fixed) = &fixed_boxes {
-            if !fixed.has_sequence(&job.name) {
+            if fixed.has_sequence(&job.name) {
+                Some(fixed.clone())
+            } else if auto {
+                None
+            } else {
                 let unreadable = match fixed.unreadable() {
                     [] => String::new(),
                     files => format!("; files set aside as unreadable: {}", files.join("; ")),
@@ -282,10 +307,12 @@ fn plan(
                     fixed.source().display(),
                     job.name
                 ));
+                Some(fixed.clone())
             }
-            Some(fixed.clone())
         } else {
             match posetrack_annotation_for(&job) {
+                Some(path) if auto && !path.exists() => None,
+                None if auto => None,
                 Some(path) => {
                     match GivenBoxes::load(&path, None, config.detector.score_threshold) {
                         Ok(b) => Some(Arc::new(b)),
@@ -416,7 +443,11 @@ pub fn run(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
-    let detector = detect_stage::load_detector(config).map_err(PipelineError::Model)?;
+    let detector = if needs_detector(config, &jobs)? {
+        detect_stage::load_detector(config).map_err(PipelineError::Model)?
+    } else {
+        None
+    };
     let pose = pose_stage::load_pose_model(config).map_err(PipelineError::Model)?;
     let pose = pose.map(|p| Box::new(p) as Box<dyn pose_stage::PoseModel>);
     run_with_models(config, jobs, detector, pose, sink, cancel)
@@ -452,11 +483,28 @@ pub fn run_with_models(
             config.output.dir.display()
         );
     }
-    let planned = plan(config, jobs, &mut report)?;
+    let mut planned = plan(config, jobs, &mut report)?;
+    if detector.is_none() {
+        // `detector.kind: auto` without a loaded detector (a library caller that passed none):
+        // a video no boxes file covers would silently get no people.
+        for p in planned.iter_mut().filter(|p| p.meta.boxes.is_none()) {
+            p.problem.get_or_insert(format!(
+                "no boxes file covers `{}` and no detector is loaded (detector.kind: auto)",
+                p.meta.job.name
+            ));
+        }
+    }
     let cap = config.pipeline.channel_capacity;
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
-    let mut middle: Vec<Box<dyn Stage>> = match detector {
-        Some(model) => vec![Box::new(
+    // Given boxes first: with `detector.kind: auto` the detector then skips the videos they
+    // cover.
+    let mut middle: Vec<Box<dyn Stage>> = match (&detector, config.detector.kind) {
+        (None, _) => vec![Box::new(stages::GivenBoxesStage::new())],
+        (Some(_), DetectorKind::Auto) => vec![Box::new(stages::GivenBoxesStage::named("boxes"))],
+        (Some(_), _) => Vec::new(),
+    };
+    if let Some(model) = detector {
+        middle.push(Box::new(
             detect_stage::DetectStage::with_detector(
                 model,
                 config.detector.score_threshold,
@@ -464,9 +512,8 @@ pub fn run_with_models(
                 Duration::from_millis(config.detector.batch_timeout_ms),
             )
             .with_permits(permits.clone()),
-        )],
-        None => vec![Box::new(stages::GivenBoxesStage::default())],
-    };
+        ));
+    }
     if let Some(model) = pose {
         middle.push(Box::new(
             pose_stage::PoseStage::with_model(

@@ -123,14 +123,35 @@ fn finish(mut metrics: StageMetrics, started: Instant) -> StageMetrics {
 
 /// Person boxes looked up in the video's box file. Checks at the end of each video that the
 /// file has no boxes for frames the video does not have.
-#[derive(Default)]
 pub struct GivenBoxesStage {
     seen: std::collections::HashSet<u64>,
+    name: &'static str,
+}
+
+impl GivenBoxesStage {
+    /// The stage that gives the people: `detect` in the metrics.
+    pub fn new() -> Self {
+        Self::named("detect")
+    }
+
+    /// Before the detector (`detector.kind: auto`), where `detect` names the detector.
+    pub fn named(name: &'static str) -> Self {
+        Self {
+            seen: Default::default(),
+            name,
+        }
+    }
+}
+
+impl Default for GivenBoxesStage {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Stage for GivenBoxesStage {
     fn name(&self) -> &'static str {
-        "detect"
+        self.name
     }
 
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
