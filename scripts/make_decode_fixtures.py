@@ -10,7 +10,7 @@ returns (its BGR channels reversed), to `tests/fixtures/decode/`:
                          grey + alpha, palette (+ transparency), 1-bit, 16-bit RGB and grey,
                          interlaced, EXIF orientation
   videos/*.mp4           H.264 at sizes that are not multiples of 16 (4:2:0, 4:2:2, 4:4:4),
-                         MPEG-4 Part 2
+                         MPEG-4 Part 2; H.264 with a display matrix (rotate 90, 180, 270)
   warps                  `cv2.warpAffine(INTER_LINEAR)` (the top-down crop) of a real PoseTrack
                          frame, cut to 160x120, at output widths with and without a scalar
                          tail in OpenCV's vector loop: the forward matrix and the output hash
@@ -107,6 +107,23 @@ def write_videos(d):
     make('h264_90x30_422', '90x30', 'yuv422p')
     make('h264_101x77_444', '101x77', 'yuv444p')
     make('mpeg4_66x38_420', '66x38', 'yuv420p', codec='mpeg4')
+    write_rotated_videos(d)
+
+
+def write_rotated_videos(d):
+    """Phone-style rotation: one H.264 stream copied with the legacy `rotate` tag, which the mp4
+    muxer stores as a display matrix; VideoCapture turns the frames upright
+    (CAP_PROP_ORIENTATION_AUTO, on by default)."""
+    base = f'{d}/rotate_base.tmp.mp4'
+    filt = ("color=c=black:size=46x26:rate=25:duration=0.2,"
+            "geq=r='mod(X*7+Y*3+T*50,256)':g='mod(X*X+Y,256)':b='mod(Y*5+X*2,256)'")
+    subprocess.run(['ffmpeg', '-v', 'error', '-y', '-f', 'lavfi', '-i', filt, '-c:v', 'libx264',
+                    '-pix_fmt', 'yuv420p', '-crf', '20', base], check=True)
+    for angle in (90, 180, 270):
+        subprocess.run(['ffmpeg', '-v', 'error', '-y', '-i', base, '-c', 'copy',
+                        '-metadata:s:v', f'rotate={angle}', f'{d}/h264_46x26_rotate{angle}.mp4'],
+                       check=True)
+    os.remove(base)
 
 
 def digest(bgr):

@@ -289,7 +289,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "stages": report.stages,
             "seconds": report.seconds,
             "peak_frames_in_flight": report.peak_frames_in_flight,
-            "written": report.written,
+            "written": report.written.iter().map(|p| p.to_string_lossy()).collect::<Vec<_>>(),
             "skipped": report.skipped,
             "failed": report.failed,
         });

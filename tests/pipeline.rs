@@ -68,6 +68,9 @@ fn config(out: &Path, boxes: &Path, extra: &[&str]) -> Config {
     let mut overrides = vec![
         format!("output.dir='{}'", out.display()),
         format!("detector.boxes='{}'", boxes.display()),
+        // Boxes from files only: a video they do not cover fails instead of going to the
+        // detector.
+        "detector.kind=boxes".to_string(),
         "pipeline.progress=false".to_string(),
         "pose.model=none".to_string(),
         "tracker.kind=given".to_string(),

@@ -67,6 +67,7 @@ pub struct RunReport {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VideoOutcome {
     pub name: String,
+    #[serde(serialize_with = "lossy_path")]
     pub input: PathBuf,
     /// `written`, `skipped`, `failed` or `interrupted`.
     pub status: &'static str,
@@ -74,7 +75,18 @@ pub struct VideoOutcome {
     pub reason: Option<String>,
     pub frames: u64,
     pub seconds: f64,
+    #[serde(serialize_with = "lossy_paths")]
     pub outputs: Vec<PathBuf>,
+}
+
+/// A path in JSON even when it is not valid UTF-8 (serde refuses those): the lossy form, which
+/// replaces the invalid bytes with U+FFFD.
+fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+fn lossy_paths<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
 impl VideoOutcome {
@@ -272,7 +284,8 @@ fn plan(
             ));
             continue;
         }
-        let mut problem = None;
+        // A job discovery already found broken (two files with one number, say) says so first.
+        let mut problem = job.invalid_reason();
         let gaps = job.gaps();
         if let Some(&(before, after)) = gaps.first() {
             let message = format!(
@@ -476,6 +489,12 @@ pub fn run_with_models(
     let started = Instant::now();
     let mut report = RunReport::default();
     crate::fsutil::check_writable_dir(&config.output.dir).map_err(PipelineError::Output)?;
+    if config.render.enabled && config.output.dir.to_str().is_none() {
+        return Err(PipelineError::Output(format!(
+            "{}: the output folder's name is not valid UTF-8, which FFmpeg cannot write overlay videos to; choose another folder or set render.enabled: false",
+            config.output.dir.display()
+        )));
+    }
     let stale = crate::fsutil::remove_stale_partials(&config.output.dir);
     if stale > 0 {
         tracing::info!(

@@ -88,22 +88,30 @@ fn image_entry(frame: &Frame) -> Image {
                 extra: Default::default(),
             }
         }
-        None => Image {
-            id: frame.index,
-            file_name: match &video.job.kind {
-                crate::video::SourceKind::VideoFile(_) => {
-                    format!("{}/{:06}.jpg", video.job.name, frame.index)
-                }
-                _ => format!("{}/{}", video.job.name, frame.decoded.file_name),
-            },
-            vid_id: Some(video.job.name.clone()),
-            frame_id: Some(frame.index),
-            nframes: None,
-            is_labeled: None,
-            ignore_regions_x: None,
-            ignore_regions_y: None,
-            extra: Default::default(),
-        },
+        None => {
+            // A video's frames are numbered from their timestamps: after frames lost to damage,
+            // the later ones keep their true index (and the boxes keyed by it).
+            let index = match &video.job.kind {
+                crate::video::SourceKind::VideoFile(_) => frame.decoded.number,
+                _ => frame.index,
+            };
+            Image {
+                id: index,
+                file_name: match &video.job.kind {
+                    crate::video::SourceKind::VideoFile(_) => {
+                        format!("{}/{:06}.jpg", video.job.name, index)
+                    }
+                    _ => format!("{}/{}", video.job.name, frame.decoded.file_name),
+                },
+                vid_id: Some(video.job.name.clone()),
+                frame_id: Some(index),
+                nframes: None,
+                is_labeled: None,
+                ignore_regions_x: None,
+                ignore_regions_y: None,
+                extra: Default::default(),
+            }
+        }
     }
 }
 

@@ -22,6 +22,13 @@ pub enum SourceKind {
         files: Vec<(u64, PathBuf)>,
     },
     SingleImage(PathBuf),
+    /// An input found in a batch that cannot be decoded (two images with the same number, a
+    /// number too large): opening it returns `message`, so the run reports it as this job's
+    /// failure and the other jobs still run.
+    Invalid {
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// A PoseTrack sequence recognised from its folder name (`SSSSSS_<source>_<split>`).
@@ -92,6 +99,15 @@ impl VideoJob {
         match &self.kind {
             SourceKind::VideoFile(p) | SourceKind::SingleImage(p) => p,
             SourceKind::ImageFolder { dir, .. } => dir,
+            SourceKind::Invalid { path, .. } => path,
+        }
+    }
+
+    /// Why the job cannot run, for a job found broken during discovery.
+    pub fn invalid_reason(&self) -> Option<String> {
+        match &self.kind {
+            SourceKind::Invalid { path, message } => Some(format!("{}: {message}", path.display())),
+            _ => None,
         }
     }
 
@@ -100,7 +116,7 @@ impl VideoJob {
         match &self.kind {
             SourceKind::ImageFolder { files, .. } => Some(files.len() as u64),
             SourceKind::SingleImage(_) => Some(1),
-            SourceKind::VideoFile(_) => None,
+            SourceKind::VideoFile(_) | SourceKind::Invalid { .. } => None,
         }
     }
 
@@ -137,103 +153,173 @@ fn stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The numbered images directly inside `dir` (`123.jpg` -> 123), sorted by number.
-fn numbered_images(dir: &Path, entries: &[PathBuf]) -> Result<Vec<(u64, PathBuf)>, VideoError> {
+/// An entry of a folder, its links followed.
+struct Entry {
+    path: PathBuf,
+    is_dir: bool,
+}
+
+/// The numbered images among `entries` of a folder (`123.jpg` -> 123), sorted by number; `Err`
+/// says why the folder cannot be a sequence.
+fn numbered_images(entries: &[Entry]) -> Result<Vec<(u64, PathBuf)>, String> {
     let mut files = Vec::new();
-    for path in entries.iter().filter(|p| p.is_file() && is_image_file(p)) {
+    for path in entries
+        .iter()
+        .filter(|e| !e.is_dir && is_image_file(&e.path))
+        .map(|e| &e.path)
+    {
         let s = stem(path);
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            let n = s.parse().map_err(|_| VideoError::Folder {
-                path: dir.to_path_buf(),
-                message: format!("image number `{s}` is too large"),
-            })?;
+            let n = s
+                .parse()
+                .map_err(|_| format!("image number `{s}` is too large"))?;
             files.push((n, path.clone()));
         }
     }
     files.sort();
     if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(VideoError::Folder {
-            path: dir.to_path_buf(),
-            message: format!(
-                "two images carry number {}: {} and {}",
-                w[0].0,
-                w[0].1.display(),
-                w[1].1.display()
-            ),
-        });
+        return Err(format!(
+            "two images carry number {}: {} and {}; remove or renumber one",
+            w[0].0,
+            w[0].1.display(),
+            w[1].1.display()
+        ));
     }
     Ok(files)
 }
 
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, VideoError> {
+/// The entries of `dir`, sorted. An entry whose link cannot be followed (a link to itself, a
+/// loop, a target that is gone) is left out with a warning: it is no input, and no reason to
+/// stop the batch.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<Entry>, VideoError> {
     let io = |source| VideoError::Io {
         path: dir.to_path_buf(),
         source,
     };
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        entries.push(entry.map_err(io)?.path());
+        let path = entry.map_err(io)?.path();
+        match std::fs::metadata(&path) {
+            Ok(meta) => entries.push(Entry {
+                is_dir: meta.is_dir(),
+                path,
+            }),
+            Err(e) => tracing::warn!("{}: skipped: cannot follow it ({e})", path.display()),
+        }
     }
-    entries.sort();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
 }
 
-/// Finds the jobs under one input path.
-fn discover_path(path: &Path, depth: usize, jobs: &mut Vec<VideoJob>) -> Result<(), VideoError> {
-    if path.is_file() {
-        let kind = if is_image_file(path) {
-            SourceKind::SingleImage(path.to_path_buf())
-        } else {
-            SourceKind::VideoFile(path.to_path_buf())
+/// State of one discovery: the folders and files already taken, so that links back into the
+/// tree (`ln -s . again`) neither loop nor find the same video twice.
+#[derive(Default)]
+struct Walk {
+    seen: std::collections::HashSet<PathBuf>,
+    jobs: Vec<VideoJob>,
+}
+
+impl Walk {
+    /// False, with a warning, for a path already taken under another name.
+    fn first_visit(&mut self, path: &Path) -> bool {
+        let Ok(real) = std::fs::canonicalize(path) else {
+            return true; // followed a moment ago; let opening it report what is wrong
         };
-        jobs.push(VideoJob {
-            name: stem(path),
-            kind,
-            posetrack: None,
-        });
-        return Ok(());
+        if self.seen.insert(real.clone()) {
+            return true;
+        }
+        tracing::warn!(
+            "{}: skipped: it is {}, which this run already takes (a link back into the folder tree?)",
+            path.display(),
+            real.display()
+        );
+        false
     }
-    let entries = read_dir_sorted(path)?;
-    let files = numbered_images(path, &entries)?;
-    if !files.is_empty() {
+
+    /// Finds the jobs under one input path; false when it was taken already. Only the input
+    /// itself can fail the whole discovery; a fault below it fails or skips just the entry it
+    /// is in.
+    fn path(&mut self, path: &Path, depth: usize) -> Result<bool, VideoError> {
+        if !self.first_visit(path) {
+            return Ok(false);
+        }
+        if path.is_file() {
+            let kind = if is_image_file(path) {
+                SourceKind::SingleImage(path.to_path_buf())
+            } else {
+                SourceKind::VideoFile(path.to_path_buf())
+            };
+            self.jobs.push(VideoJob {
+                name: stem(path),
+                kind,
+                posetrack: None,
+            });
+            return Ok(true);
+        }
+        let entries = match read_dir_sorted(path) {
+            Ok(entries) => entries,
+            Err(e) if depth == 0 => return Err(e),
+            Err(e) => {
+                tracing::warn!("skipped: {e}");
+                return Ok(true);
+            }
+        };
         let name = path
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "frames".into());
-        jobs.push(VideoJob {
-            name,
-            posetrack: PoseTrackSequence::parse(path),
-            kind: SourceKind::ImageFolder {
-                dir: path.to_path_buf(),
-                files,
-            },
-        });
-        return Ok(());
-    }
-    for entry in entries {
-        let wanted =
-            (entry.is_file() && is_video_file(&entry)) || (entry.is_dir() && depth < MAX_DEPTH);
-        if wanted {
-            discover_path(&entry, depth + 1, jobs)?;
+        match numbered_images(&entries) {
+            Ok(files) if files.is_empty() => {}
+            Ok(files) => {
+                self.jobs.push(VideoJob {
+                    name,
+                    posetrack: PoseTrackSequence::parse(path),
+                    kind: SourceKind::ImageFolder {
+                        dir: path.to_path_buf(),
+                        files,
+                    },
+                });
+                return Ok(true);
+            }
+            Err(message) => {
+                self.jobs.push(VideoJob {
+                    name,
+                    posetrack: PoseTrackSequence::parse(path),
+                    kind: SourceKind::Invalid {
+                        path: path.to_path_buf(),
+                        message,
+                    },
+                });
+                return Ok(true);
+            }
         }
+        for entry in entries {
+            let wanted = (!entry.is_dir && is_video_file(&entry.path))
+                || (entry.is_dir && depth < MAX_DEPTH);
+            if wanted {
+                self.path(&entry.path, depth + 1)?;
+            }
+        }
+        Ok(true)
     }
-    Ok(())
 }
 
 /// Expands the input paths into jobs, in a stable order (sorted by path within each input).
 /// An input that is missing, or a folder holding no images or videos, is an error; so are two
-/// jobs that would write the same output name.
+/// jobs that would write the same output name. A broken sequence inside an input becomes a
+/// [`SourceKind::Invalid`] job, failing alone; links that cannot be followed or lead back to
+/// what was already found are skipped with a warning.
 pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
-    let mut jobs = Vec::new();
+    let mut walk = Walk::default();
     for input in inputs {
         if !input.exists() {
             return Err(VideoError::Missing {
                 path: input.clone(),
             });
         }
-        let before = jobs.len();
-        discover_path(input, 0, &mut jobs)?;
-        if jobs.len() == before {
+        let before = walk.jobs.len();
+        let taken = walk.path(input, 0)?;
+        if taken && walk.jobs.len() == before {
             return Err(VideoError::Folder {
                 path: input.clone(),
                 message:
@@ -242,6 +328,7 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
             });
         }
     }
+    let jobs = walk.jobs;
     let mut seen: std::collections::HashMap<&str, &Path> = Default::default();
     for job in &jobs {
         if let Some(other) = seen.insert(&job.name, job.path()) {
