@@ -169,6 +169,23 @@ mod tests {
     }
 
     #[test]
+    fn write_errors_say_write_and_why() {
+        use std::io::{Error, ErrorKind};
+        for (kind, hint) in [
+            (ErrorKind::StorageFull, "disk is full"),
+            (ErrorKind::PermissionDenied, "no permission"),
+            (ErrorKind::ReadOnlyFilesystem, "read-only"),
+        ] {
+            let text = describe_write_error(&Error::from(kind));
+            assert!(
+                text.starts_with("cannot write") && text.contains(hint),
+                "{text}"
+            );
+            assert!(!text.contains("cannot read"));
+        }
+    }
+
+    #[test]
     fn an_output_folder_that_is_a_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("out");

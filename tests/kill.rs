@@ -62,17 +62,13 @@ fn killed_batches_resume_to_the_uninterrupted_result() {
         let n = 20 + 7 * i;
         frames.insert(name.clone(), n);
         make_mp4(&input.join(format!("{name}.mp4")), n, 96, 64, 25.0);
-        let images: Vec<_> = (0..n)
-            .map(|f| serde_json::json!({"id": f + 1, "file_name": format!("{name}/{f:06}.jpg")}))
-            .collect();
-        let anns: Vec<_> = (0..n)
-            .map(|f| serde_json::json!({"image_id": f + 1, "bbox": [2.0 + f as f64, 3.0, 20.0, 30.0], "track_id": 1}))
-            .collect();
-        std::fs::write(
-            boxes.join(format!("{name}.json")),
-            serde_json::json!({"images": images, "annotations": anns}).to_string(),
-        )
-        .unwrap();
+        write_video_boxes(
+            &boxes.join(format!("{name}.json")),
+            &name,
+            n,
+            |f| [2.0 + f as f64, 3.0, 20.0, 30.0],
+            Some(1),
+        );
     }
     let run = |out: &Path| {
         let mut c = vidpose();

@@ -689,34 +689,44 @@ fn a_frame_listed_in_the_annotation_file_but_missing_fails_the_sequence() {
     );
 }
 
-/// `detector.kind: auto` (the default): a video its boxes file covers keeps those boxes; a
-/// video nothing covers goes to the detector.
-#[test]
-fn auto_detection_runs_the_detector_only_where_no_boxes_are_given() {
-    use candle_core::Device;
+/// The narrow random Cascade R-CNN of the committed fixture.
+fn narrow_detector() -> vidpose::detect::CascadeRcnn {
     use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
     let fixture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cascade/narrow_r.safetensors");
     let cfg = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, 1, 64, 8, 16, (240, 160));
-    let dir = tempfile::tempdir().unwrap();
-    let frame = candle_core::safetensors::load(
-        fixture.with_file_name("frame_crop.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap()
-    .remove("image_rgb")
-    .unwrap();
+    CascadeRcnn::load(&fixture, &cfg, &candle_core::Device::Cpu).unwrap()
+}
+
+/// `<dir>/street/`: the detector fixture's real PoseTrack crop three times, as lossless BMP
+/// frames so the detector sees exactly the fixture's pixels; also the frame itself.
+fn detector_fixture_frames(dir: &Path) -> (PathBuf, vidpose::image::RgbImage) {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cascade/frame_crop.safetensors");
+    let frame = candle_core::safetensors::load(fixture, &candle_core::Device::Cpu)
+        .unwrap()
+        .remove("image_rgb")
+        .unwrap();
     let (h, w, _) = frame.dims3().unwrap();
     let image = vidpose::image::RgbImage {
         width: w as u32,
         height: h as u32,
         data: frame.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
     };
-    let street = dir.path().join("street");
+    let street = dir.join("street");
     std::fs::create_dir(&street).unwrap();
     for i in 0..3 {
         common::write_bmp(&street.join(format!("{i:06}.bmp")), &image);
     }
+    (street, image)
+}
+
+/// `detector.kind: auto` (the default): a video its boxes file covers keeps those boxes; a
+/// video nothing covers goes to the detector.
+#[test]
+fn auto_detection_runs_the_detector_only_where_no_boxes_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (street, _) = detector_fixture_frames(dir.path());
     let clip = dir.path().join("clip.mp4");
     make_mp4(&clip, 4, 64, 48, 25.0);
     let boxes = dir.path().join("clip_boxes.json");
@@ -740,7 +750,7 @@ fn auto_detection_runs_the_detector_only_where_no_boxes_are_given() {
     let report = pipeline::run_with_models(
         &config,
         jobs,
-        Some(CascadeRcnn::load(&fixture, &cfg, &Device::Cpu).unwrap()),
+        Some(narrow_detector()),
         None,
         default_sink(),
         Arc::new(AtomicBool::new(false)),
@@ -760,33 +770,9 @@ fn auto_detection_runs_the_detector_only_where_no_boxes_are_given() {
 
 #[test]
 fn cascade_detector_boxes_reach_the_output() {
-    use candle_core::Device;
-    use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cascade/narrow_r.safetensors");
-    let cfg = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, 1, 64, 8, 16, (240, 160));
-    let load = || CascadeRcnn::load(&fixture, &cfg, &Device::Cpu).unwrap();
+    let load = narrow_detector;
     let dir = tempfile::tempdir().unwrap();
-    // A real PoseTrack crop (the detector fixture's frame), three times, as an image sequence.
-    let frame = candle_core::safetensors::load(
-        fixture.with_file_name("frame_crop.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap()
-    .remove("image_rgb")
-    .unwrap();
-    let (h, w, _) = frame.dims3().unwrap();
-    let image = vidpose::image::RgbImage {
-        width: w as u32,
-        height: h as u32,
-        data: frame.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
-    };
-    // lossless frames, so that the detector sees exactly the fixture's pixels
-    let video = dir.path().join("street");
-    std::fs::create_dir(&video).unwrap();
-    for i in 0..3 {
-        common::write_bmp(&video.join(format!("{i:06}.bmp")), &image);
-    }
+    let (video, image) = detector_fixture_frames(dir.path());
     let out = dir.path().join("out");
     let config = Config::load(
         None,

@@ -12,18 +12,14 @@ use common::*;
 fn video_with_boxes(dir: &Path, name: &str, frames: u64) -> (PathBuf, PathBuf) {
     let video = dir.join(format!("{name}.mp4"));
     make_mp4(&video, frames as usize, 64, 48, 25.0);
-    let images: Vec<_> = (0..frames)
-        .map(|i| serde_json::json!({"id": i + 1, "file_name": format!("{name}/{i:06}.jpg")}))
-        .collect();
-    let anns: Vec<_> = (0..frames)
-        .map(|i| serde_json::json!({"image_id": i + 1, "bbox": [1.0, 2.0, 10.0, 20.0]}))
-        .collect();
     let boxes = dir.join(format!("{name}_boxes.json"));
-    std::fs::write(
+    write_video_boxes(
         &boxes,
-        serde_json::json!({"images": images, "annotations": anns}).to_string(),
-    )
-    .unwrap();
+        name,
+        frames as usize,
+        |_| [1.0, 2.0, 10.0, 20.0],
+        None,
+    );
     (video, boxes)
 }
 

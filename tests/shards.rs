@@ -30,17 +30,13 @@ fn shards_merged_equal_a_single_run() {
         .enumerate()
     {
         make_mp4(&input.join(format!("{name}.mp4")), 2 + i, 64, 48, 25.0);
-        let images: Vec<_> = (0..2 + i)
-            .map(|f| serde_json::json!({"id": f + 1, "file_name": format!("{name}/{f:06}.jpg")}))
-            .collect();
-        let anns: Vec<_> = (0..2 + i)
-            .map(|f| serde_json::json!({"image_id": f + 1, "bbox": [1.0 + f as f64, 2.0, 10.0, 20.0], "track_id": i}))
-            .collect();
-        std::fs::write(
-            boxes.join(format!("{name}.json")),
-            serde_json::json!({"images": images, "annotations": anns}).to_string(),
-        )
-        .unwrap();
+        write_video_boxes(
+            &boxes.join(format!("{name}.json")),
+            name,
+            2 + i,
+            |f| [1.0 + f as f64, 2.0, 10.0, 20.0],
+            Some(i as i64),
+        );
     }
     let settings = [
         "--set".to_string(),

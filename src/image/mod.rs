@@ -3,7 +3,7 @@
 //! PNG reduced to 8-bit RGB the same way, EXIF orientation applied.
 
 mod jpeg;
-mod orientation;
+pub mod orientation;
 mod png;
 
 use std::path::{Path, PathBuf};

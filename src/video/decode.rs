@@ -299,13 +299,10 @@ fn open_video_stream(
 /// read as the turn its angle says (a left-right mirror as 180 degrees), as the reference reads
 /// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Orientation {
-    /// Display x comes from source y: a quarter turn.
-    transpose: bool,
-    /// Display x runs against the source axis it comes from.
-    reverse_x: bool,
-    /// Display y runs against the source axis it comes from.
-    reverse_y: bool,
+enum Orientation {
+    CounterClockwise,
+    HalfTurn,
+    Clockwise,
 }
 
 impl Orientation {
@@ -319,55 +316,30 @@ impl Orientation {
                 "its display matrix turns the picture by {angle:.1} degrees counter-clockwise, not a multiple of 90; frames are left as stored"
             ));
         }
-        let o = match (quarter as i64).rem_euclid(4) {
-            0 => return Ok(None),
-            // Counter-clockwise quarter turn: the right column becomes the top row.
-            1 => Self {
-                transpose: true,
-                reverse_x: false,
-                reverse_y: true,
-            },
-            2 => Self {
-                transpose: false,
-                reverse_x: true,
-                reverse_y: true,
-            },
-            _ => Self {
-                transpose: true,
-                reverse_x: true,
-                reverse_y: false,
-            },
-        };
-        Ok(Some(o))
+        Ok(match (quarter as i64).rem_euclid(4) {
+            0 => None,
+            1 => Some(Self::CounterClockwise),
+            2 => Some(Self::HalfTurn),
+            _ => Some(Self::Clockwise),
+        })
     }
 
     fn describe(&self) -> &'static str {
-        match (self.transpose, self.reverse_x, self.reverse_y) {
-            (false, true, true) => "turned 180 degrees",
-            (true, true, false) => "turned 90 degrees clockwise",
-            (true, false, true) => "turned 90 degrees counter-clockwise",
-            _ => "left as stored",
+        match self {
+            Self::CounterClockwise => "turned 90 degrees counter-clockwise",
+            Self::HalfTurn => "turned 180 degrees",
+            Self::Clockwise => "turned 90 degrees clockwise",
         }
     }
 
-    fn apply(&self, image: &RgbImage) -> RgbImage {
-        let (w, h) = (image.width as usize, image.height as usize);
-        let (out_w, out_h) = if self.transpose { (h, w) } else { (w, h) };
-        let mut data = Vec::with_capacity(image.data.len());
-        for y in 0..out_h {
-            let ry = if self.reverse_y { out_h - 1 - y } else { y };
-            for x in 0..out_w {
-                let rx = if self.reverse_x { out_w - 1 - x } else { x };
-                let (sx, sy) = if self.transpose { (ry, rx) } else { (rx, ry) };
-                let i = (sy * w + sx) * 3;
-                data.extend_from_slice(&image.data[i..i + 3]);
-            }
-        }
-        RgbImage {
-            width: out_w as u32,
-            height: out_h as u32,
-            data,
-        }
+    /// The picture turned; the EXIF orientation code that shows it so does the work.
+    fn apply(&self, image: RgbImage) -> RgbImage {
+        let exif = match self {
+            Self::CounterClockwise => 8,
+            Self::HalfTurn => 3,
+            Self::Clockwise => 6,
+        };
+        crate::image::orientation::apply(image, exif)
     }
 }
 
@@ -649,7 +621,7 @@ impl FrameDecoder for VideoFileDecoder {
                         .convert(&self.frame)
                         .map_err(|e| self.error(format!("frame {number}: {e}")))?;
                     if let Some(o) = self.orientation {
-                        image = o.apply(&image);
+                        image = o.apply(image);
                     }
                     self.decoded += 1;
                     return Ok(Some(DecodedFrame {
@@ -878,7 +850,7 @@ mod tests {
         };
         let turn = |m: [i32; 9]| {
             let o = Orientation::from_display_matrix(&m).unwrap().unwrap();
-            let out = o.apply(&img);
+            let out = o.apply(img.clone());
             (
                 out.width,
                 out.height,

@@ -153,3 +153,31 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
     let f64 = |t: &candle_core::Tensor| t.to_dtype(candle_core::DType::F64).unwrap();
     max_abs(&(f64(a) - f64(b)).unwrap())
 }
+
+/// Writes an annotation file for `frames` frames of `video` (`<video>/<n>.jpg`, image ids from
+/// 1), with one box per frame, `bbox(frame)`, carrying `track_id` when given.
+pub fn write_video_boxes(
+    path: &Path,
+    video: &str,
+    frames: usize,
+    bbox: impl Fn(usize) -> [f64; 4],
+    track_id: Option<i64>,
+) {
+    let images: Vec<_> = (0..frames)
+        .map(|f| serde_json::json!({"id": f + 1, "file_name": format!("{video}/{f:06}.jpg")}))
+        .collect();
+    let anns: Vec<_> = (0..frames)
+        .map(|f| {
+            let mut a = serde_json::json!({"image_id": f + 1, "bbox": bbox(f)});
+            if let Some(t) = track_id {
+                a["track_id"] = t.into();
+            }
+            a
+        })
+        .collect();
+    std::fs::write(
+        path,
+        serde_json::json!({"images": images, "annotations": anns}).to_string(),
+    )
+    .unwrap();
+}
