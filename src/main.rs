@@ -296,17 +296,48 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         vidpose::fsutil::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())
             .with_context(|| format!("{}: cannot write the metrics", path.display()))?;
     }
-    // Interrupted, even if the signal came after the last frame was decoded and every video
-    // still finished: a script must see that the run was stopped.
-    Ok(if report.stopped_on_failure {
-        ExitCode::from(1)
-    } else if report.interrupted || cancel.load(Ordering::SeqCst) {
-        ExitCode::from(130)
+    Ok(ExitCode::from(exit_status(
+        &report,
+        cancel.load(Ordering::SeqCst),
+    )))
+}
+
+/// 1 when `--fail-fast` stopped the run, 130 when a signal did (even one that came after the
+/// last frame was decoded, with every video finished: a script must see that the run was
+/// stopped), 1 when some video failed, else 0.
+fn exit_status(report: &pipeline::RunReport, signalled: bool) -> u8 {
+    if report.stopped_on_failure {
+        1
+    } else if report.interrupted || signalled {
+        130
     } else if report.failed.is_empty() {
-        ExitCode::SUCCESS
+        0
     } else {
-        ExitCode::from(1)
-    })
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_after_the_last_frame_still_exits_130() {
+        let finished = pipeline::RunReport::default();
+        assert_eq!(exit_status(&finished, false), 0);
+        assert_eq!(exit_status(&finished, true), 130);
+        let failed = pipeline::RunReport {
+            failed: vec![("a".into(), "broken".into())],
+            ..Default::default()
+        };
+        assert_eq!(exit_status(&failed, false), 1);
+        let stopped = pipeline::RunReport {
+            stopped_on_failure: true,
+            interrupted: true,
+            ..failed
+        };
+        assert_eq!(exit_status(&stopped, true), 1);
+    }
 }
 
 /// One line per video that did not simply get written: what happened and why.
