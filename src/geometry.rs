@@ -92,42 +92,6 @@ impl BBox {
             (h * aspect, h)
         }
     }
-
-    /// Clamp to an image of `width` x `height` pixels.
-    pub fn clip(&self, width: f32, height: f32) -> BBox {
-        BBox::new(
-            self.x1.clamp(0.0, width),
-            self.y1.clamp(0.0, height),
-            self.x2.clamp(0.0, width),
-            self.y2.clamp(0.0, height),
-        )
-    }
-}
-
-/// A 2x3 affine transform `[a, b, c; d, e, f]`: `x' = a x + b y + c`, `y' = d x + e y + f`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Affine {
-    pub m: [f32; 6],
-}
-
-impl Affine {
-    pub fn apply(&self, x: f32, y: f32) -> (f32, f32) {
-        let m = &self.m;
-        (m[0] * x + m[1] * y + m[2], m[3] * x + m[4] * y + m[5])
-    }
-
-    /// Inverse transform; `None` when singular.
-    pub fn inverse(&self) -> Option<Affine> {
-        let [a, b, c, d, e, f] = self.m;
-        let det = a * e - b * d;
-        if det == 0.0 || !det.is_finite() {
-            return None;
-        }
-        let (ia, ib, id, ie) = (e / det, -b / det, -d / det, a / det);
-        Some(Affine {
-            m: [ia, ib, -(ia * c + ib * f), id, ie, -(id * c + ie * f)],
-        })
-    }
 }
 
 /// MMPose `GetBBoxCenterScale`: box centre and `padding` x its size, `([cx, cy], [sw, sh])`.
@@ -288,16 +252,5 @@ mod tests {
         let inv = invert_affine_f64(&m).unwrap();
         assert!((inv[0] * 96.0 + inv[2] - 60.0).abs() < 1e-9);
         assert!(topdown_warp_matrix(c, [0.0, 0.0], 192, 256).is_none());
-    }
-
-    #[test]
-    fn affine_inverse() {
-        let t = Affine {
-            m: [2.0, 0.0, 3.0, 0.0, 0.5, -1.0],
-        };
-        let inv = t.inverse().unwrap();
-        let (x, y) = t.apply(4.0, 6.0);
-        let (bx, by) = inv.apply(x, y);
-        assert!((bx - 4.0).abs() < 1e-5 && (by - 6.0).abs() < 1e-5);
     }
 }

@@ -9,6 +9,7 @@ pub mod detect;
 pub mod fsutil;
 pub mod geometry;
 pub mod image;
+pub mod keypoints;
 pub mod models;
 pub mod nn;
 pub mod person;

@@ -2,8 +2,7 @@
 
 use crate::geometry::BBox;
 
-/// Number of PoseTrack keypoints.
-pub const NUM_KEYPOINTS: usize = 17;
+pub use crate::keypoints::NUM_KEYPOINTS;
 
 /// One keypoint in image pixels with its confidence.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -4,26 +4,6 @@ use crate::geometry::BBox;
 use crate::image::RgbImage;
 use crate::person::Person;
 
-/// MMPose's drawing skeleton (0-based keypoint pairs).
-const LINKS: [(usize, usize); 16] = [
-    (15, 13),
-    (13, 11),
-    (16, 14),
-    (14, 12),
-    (11, 12),
-    (5, 11),
-    (6, 12),
-    (5, 6),
-    (5, 7),
-    (6, 8),
-    (7, 9),
-    (8, 10),
-    (0, 1),
-    (0, 2),
-    (1, 5),
-    (1, 6),
-];
-
 /// Keypoints below this score are not drawn.
 const MIN_KEYPOINT_SCORE: f32 = 0.3;
 
@@ -151,7 +131,7 @@ pub fn draw_person(img: &mut RgbImage, p: &Person) {
         );
     }
     if let Some(kps) = &p.keypoints {
-        for &(a, b) in &LINKS {
+        for &(a, b) in &crate::keypoints::DRAWING_LINKS {
             let (ka, kb) = (kps[a], kps[b]);
             if ka.score >= MIN_KEYPOINT_SCORE && kb.score >= MIN_KEYPOINT_SCORE {
                 draw_line(img, (ka.x, ka.y), (kb.x, kb.y), colour, thickness / 2);

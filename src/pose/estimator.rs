@@ -10,13 +10,13 @@ use candle_core::{DType, Device, Module, Tensor};
 
 use crate::geometry::BBox;
 use crate::image::RgbImage;
+use crate::keypoints::FLIP_INDICES;
 use crate::nn::checkpoint::{Checkpoint, CheckpointError};
 use crate::person::{Keypoint, NUM_KEYPOINTS};
 use crate::pose::codec::{self, Decoding};
 use crate::pose::crop::{normalize_into, CropBox, TopdownAffine};
 use crate::pose::head::HeatmapHead;
 use crate::pose::hrnet::{HrNet, HrNetConfig};
-use crate::posetrack::FLIP_INDICES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoseError {
@@ -134,13 +134,6 @@ impl PoseEstimator {
 
     pub fn options(&self) -> &PoseOptions {
         &self.options
-    }
-
-    pub fn set_options(&mut self, options: PoseOptions) {
-        self.options = PoseOptions {
-            batch_size: options.batch_size.max(1),
-            ..options
-        };
     }
 
     /// Backbone + head on a normalised NCHW batch → (N, 17, H/4, W/4) heatmaps.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{KEYPOINT_NAMES, SKELETON};
+use crate::keypoints::{KEYPOINT_NAMES, SKELETON};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoseTrackError {

@@ -1,8 +1,8 @@
 //! Similarity of two poses: object keypoint similarity (OKS) with the PoseTrack sigmas, and box IoU.
 
 use crate::geometry::BBox;
+use crate::keypoints::OKS_SIGMAS;
 use crate::person::{Keypoint, Person, NUM_KEYPOINTS};
-use crate::posetrack::OKS_SIGMAS;
 
 /// Box padding of MMPose's `GetBBoxCenterScale` for top-down models.
 pub const BOX_PADDING: f32 = 1.25;

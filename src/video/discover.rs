@@ -111,15 +111,6 @@ impl VideoJob {
         }
     }
 
-    /// Frames expected, when known before decoding.
-    pub fn known_frame_count(&self) -> Option<u64> {
-        match &self.kind {
-            SourceKind::ImageFolder { files, .. } => Some(files.len() as u64),
-            SourceKind::SingleImage(_) => Some(1),
-            SourceKind::VideoFile(_) | SourceKind::Invalid { .. } => None,
-        }
-    }
-
     /// Gaps in an image folder's numbering: `(last number before, first number after)`.
     pub fn gaps(&self) -> Vec<(u64, u64)> {
         match &self.kind {

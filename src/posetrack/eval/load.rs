@@ -400,7 +400,7 @@ mod tests {
         assert_eq!(differ, [("neck", "head_bottom")]);
         // every source name is a PoseTrack 2018 keypoint
         for name in JOINT_SOURCE_NAMES {
-            assert!(crate::posetrack::KEYPOINT_NAMES.contains(&name), "{name}");
+            assert!(crate::keypoints::KEYPOINT_NAMES.contains(&name), "{name}");
         }
     }
 
