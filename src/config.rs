@@ -247,20 +247,20 @@ impl Default for PipelineConfig {
     }
 }
 
-pub const POSE_MODELS: [&str; 4] = [
-    "hrnet_w32_256x192",
-    "hrnet_w32_384x288",
-    "hrnet_w48_256x192",
-    "hrnet_w48_384x288",
-];
-
-/// The detector model cards (`detector.model`).
-pub const DETECTOR_MODELS: [&str; 2] = [
-    "cascade_rcnn_x101_64x4d_fpn_20e_coco",
-    "cascade_rcnn_r50_fpn_1x_coco",
-];
-
 impl Config {
+    /// The model cards this configuration runs: its pose model (unless `none`) and, unless
+    /// every box comes from files (`detector.kind: boxes`), its detector.
+    pub fn models_needed(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.pose.model != "none" {
+            names.push(self.pose.model.clone());
+        }
+        if self.detector.kind != DetectorKind::Boxes {
+            names.push(self.detector.model.clone());
+        }
+        names
+    }
+
     /// Loads `file` (or the defaults when `file` is `None`) and applies `--set KEY=VALUE`
     /// overrides before checking types and values.
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {
@@ -333,25 +333,22 @@ impl Config {
         if self.detector.batch_size == 0 {
             return Err(bad("detector.batch_size", "expected at least 1".into()));
         }
-        if !DETECTOR_MODELS.contains(&self.detector.model.as_str()) {
-            return Err(bad(
-                "detector.model",
-                format!(
-                    "unknown model `{}`; expected one of {}",
-                    self.detector.model,
-                    DETECTOR_MODELS.join(", ")
-                ),
-            ));
-        }
-        if self.pose.model != "none" && !POSE_MODELS.contains(&self.pose.model.as_str()) {
-            return Err(bad(
-                "pose.model",
-                format!(
-                    "unknown model `{}`; expected `none` or one of {}",
-                    self.pose.model,
-                    POSE_MODELS.join(", ")
-                ),
-            ));
+        // The model cards are the one list of models.
+        for (key, task, value, none_allowed) in [
+            ("detector.model", "detect", &self.detector.model, false),
+            ("pose.model", "pose", &self.pose.model, true),
+        ] {
+            let names = crate::models::card_names(task);
+            if !(names.contains(value) || none_allowed && value == "none") {
+                return Err(bad(
+                    key,
+                    format!(
+                        "unknown model `{value}`; expected {}one of {}",
+                        if none_allowed { "`none` or " } else { "" },
+                        names.join(", ")
+                    ),
+                ));
+            }
         }
         if !["msra", "dark"].contains(&self.pose.decode.as_str()) {
             return Err(bad(

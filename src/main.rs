@@ -433,7 +433,7 @@ fn models(args: ModelsArgs) -> Result<ExitCode> {
                 // What the configuration here runs, not every card (several GB).
                 let file = Path::new("pipeline.yaml");
                 let config = Config::load(file.exists().then_some(file), &[])?;
-                let needed = models::needed_by(&config);
+                let needed = config.models_needed();
                 eprintln!(
                     "fetching what {} needs: {}",
                     if file.exists() {

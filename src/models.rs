@@ -112,17 +112,14 @@ impl ModelCard {
     }
 }
 
-/// The cards a configuration runs: its pose model (unless `none`) and, unless every box comes
-/// from files (`detector.kind: boxes`), its detector.
-pub fn needed_by(config: &crate::config::Config) -> Vec<String> {
-    let mut names = Vec::new();
-    if config.pose.model != "none" {
-        names.push(config.pose.model.clone());
-    }
-    if config.detector.kind != crate::config::DetectorKind::Boxes {
-        names.push(config.detector.model.clone());
-    }
-    names
+/// The names of the built-in cards for `task` (`pose`, `detect`), in card order: the models a
+/// configuration may name.
+pub fn card_names(task: &str) -> Vec<String> {
+    builtin_cards()
+        .into_iter()
+        .filter(|c| c.task == task)
+        .map(|c| c.name)
+        .collect()
 }
 
 /// All cards in `dir` (`*.yaml`), sorted by name.
@@ -369,27 +366,4 @@ fn content_length(url: &str) -> Option<u64> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod needed_tests {
-    use super::*;
-
-    #[test]
-    fn fetch_without_names_takes_what_the_configuration_runs() {
-        let config = crate::config::Config::load(None, &[]).unwrap();
-        assert_eq!(
-            needed_by(&config),
-            ["hrnet_w32_256x192", "cascade_rcnn_x101_64x4d_fpn_20e_coco"]
-        );
-        let config = crate::config::Config::load(
-            None,
-            &[
-                "detector.kind=boxes".into(),
-                "pose.model=hrnet_w48_384x288".into(),
-            ],
-        )
-        .unwrap();
-        assert_eq!(needed_by(&config), ["hrnet_w48_384x288"]);
-    }
 }

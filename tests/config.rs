@@ -217,8 +217,27 @@ fn detector_settings_are_checked() {
     assert_eq!(c.detector.batch_size, 4);
     // every detector the configuration accepts has a card that builds it
     let cards = vidpose::models::builtin_cards();
-    for name in vidpose::config::DETECTOR_MODELS {
-        let card = vidpose::models::find(&cards, name).unwrap();
+    for name in vidpose::models::card_names("detect") {
+        let card = vidpose::models::find(&cards, &name).unwrap();
         assert!(card.detector_config().is_some(), "{name}");
+        Config::load(None, &[format!("detector.model={name}")]).unwrap();
     }
+}
+
+#[test]
+fn models_fetch_without_names_takes_what_the_configuration_runs() {
+    let config = Config::load(None, &[]).unwrap();
+    assert_eq!(
+        config.models_needed(),
+        ["hrnet_w32_256x192", "cascade_rcnn_x101_64x4d_fpn_20e_coco"]
+    );
+    let config = Config::load(
+        None,
+        &[
+            "detector.kind=boxes".into(),
+            "pose.model=hrnet_w48_384x288".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.models_needed(), ["hrnet_w48_384x288"]);
 }

@@ -181,10 +181,16 @@ fn built_in_cards_are_the_repository_cards_and_the_configurable_models() {
             .map(|c| c.name.as_str())
             .collect()
     };
-    assert_eq!(names("pose"), vidpose::config::POSE_MODELS);
-    let mut detectors = vidpose::config::DETECTOR_MODELS.to_vec();
-    detectors.sort();
-    assert_eq!(names("detect"), detectors);
+    // The configuration accepts exactly the cards' models.
+    assert_eq!(names("pose"), vidpose::models::card_names("pose"));
+    assert_eq!(names("detect"), vidpose::models::card_names("detect"));
+    for name in names("pose") {
+        vidpose::config::Config::load(None, &[format!("pose.model={name}")]).unwrap();
+    }
+    let e = vidpose::config::Config::load(None, &["pose.model=hrnet_w64".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(names("pose").iter().all(|n| e.contains(n)), "{e}");
     assert_eq!(names("pose").len() + names("detect").len(), cards.len());
 }
 
