@@ -45,7 +45,7 @@ pub struct Config {
     pub input: InputConfig,
     pub output: OutputConfig,
     /// `cpu` or `cuda:N`.
-    pub device: String,
+    pub device: DeviceSpec,
     /// Where `vidpose models fetch` puts checkpoints; models named by card load from here.
     pub models_dir: PathBuf,
     pub detector: DetectorConfig,
@@ -60,7 +60,7 @@ impl Default for Config {
         Self {
             input: InputConfig::default(),
             output: OutputConfig::default(),
-            device: "cpu".into(),
+            device: DeviceSpec::Cpu,
             models_dir: PathBuf::from("models"),
             detector: DetectorConfig::default(),
             pose: PoseConfig::default(),
@@ -84,7 +84,7 @@ pub struct InputConfig {
     /// Decoder threads per video; 0 picks one per core.
     pub decode_threads: usize,
     /// Process only shard `index` of `count` (by sorted name), e.g. `0/4`.
-    pub shard: Option<String>,
+    pub shard: Option<Shard>,
 }
 
 impl Default for InputConfig {
@@ -185,7 +185,7 @@ pub struct PoseConfig {
     pub checkpoint: Option<PathBuf>,
     pub flip_test: bool,
     /// `msra` (MMPose default) or `dark`.
-    pub decode: String,
+    pub decode: HeatmapDecoding,
     /// Crops per forward pass, gathered across frames and videos.
     pub batch_size: usize,
     /// A partial batch is run after waiting this long for more crops.
@@ -198,7 +198,7 @@ impl Default for PoseConfig {
             model: "hrnet_w32_256x192".into(),
             checkpoint: None,
             flip_test: true,
-            decode: "msra".into(),
+            decode: HeatmapDecoding::Msra,
             batch_size: 8,
             batch_timeout_ms: 20,
         }
@@ -211,7 +211,7 @@ pub struct RenderConfig {
     /// Write `<name>.mp4` with the results drawn over the frames.
     pub enabled: bool,
     /// `auto` (H.264 if FFmpeg has an encoder, else MPEG-4), `h264` or `mpeg4`.
-    pub codec: String,
+    pub codec: crate::video::encode::VideoCodec,
     /// Constant quality for H.264 (`crf`), lower is better.
     pub crf: u32,
 }
@@ -220,7 +220,7 @@ impl Default for RenderConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            codec: "auto".into(),
+            codec: crate::video::encode::VideoCodec::Auto,
             crf: 23,
         }
     }
@@ -317,10 +317,6 @@ impl Config {
                 ),
             ));
         }
-        if let Some(shard) = &self.input.shard {
-            parse_shard(shard).map_err(|m| bad("input.shard", m))?;
-        }
-        parse_device(&self.device).map_err(|m| bad("device", m))?;
         if !(0.0..=1.0).contains(&self.detector.score_threshold) {
             return Err(bad(
                 "detector.score_threshold",
@@ -350,12 +346,6 @@ impl Config {
                 ));
             }
         }
-        if !["msra", "dark"].contains(&self.pose.decode.as_str()) {
-            return Err(bad(
-                "pose.decode",
-                format!("expected `msra` or `dark`, got `{}`", self.pose.decode),
-            ));
-        }
         if self.pose.batch_size == 0 {
             return Err(bad("pose.batch_size", "expected at least 1".into()));
         }
@@ -364,15 +354,6 @@ impl Config {
             return Err(bad(
                 "tracker.kind",
                 "`hungarian` links people by their poses and needs a pose model; with `pose.model: none` use `tracker.kind: given`".into(),
-            ));
-        }
-        if !["auto", "h264", "mpeg4"].contains(&self.render.codec.as_str()) {
-            return Err(bad(
-                "render.codec",
-                format!(
-                    "expected `auto`, `h264` or `mpeg4`, got `{}`",
-                    self.render.codec
-                ),
             ));
         }
         if self.render.crf > 51 {
@@ -479,6 +460,48 @@ pub const MAX_FRAMES_IN_FLIGHT: u64 = 1024;
 pub enum DeviceSpec {
     Cpu,
     Cuda(usize),
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_device(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Heatmap decoding as `pose.decode` names it; the blur kernel of DARK follows from the model's
+/// input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeatmapDecoding {
+    /// Argmax and a quarter-pixel shift (MMPose's default).
+    Msra,
+    /// DARK's sub-pixel refinement.
+    Dark,
+}
+
+/// Shard `index` of `count` (`input.shard: I/N`, `--shard I/N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (index, count) = parse_shard(&text).map_err(serde::de::Error::custom)?;
+        Ok(Shard { index, count })
+    }
 }
 
 pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {

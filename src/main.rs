@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use vidpose::config::{parse_shard, Config};
+use vidpose::config::Config;
 use vidpose::models;
 use vidpose::pipeline::{self, metrics, sink};
-use vidpose::video::{discover, encode::VideoCodec};
+use vidpose::video::discover;
 
 #[derive(Parser)]
 #[command(
@@ -217,9 +217,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         bail!("nothing to do: give --input PATH or set input.paths in the configuration");
     }
     let mut jobs = discover::discover(&config.input.paths)?;
-    if let Some(shard) = &config.input.shard {
-        let (i, n) = parse_shard(shard).map_err(anyhow::Error::msg)?;
-        jobs = discover::shard(jobs, i, n);
+    if let Some(shard) = config.input.shard {
+        jobs = discover::shard(jobs, shard.index, shard.count);
     }
     let cancel = Arc::new(AtomicBool::new(false));
     {
@@ -234,8 +233,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })
         .context("cannot install the Ctrl-C / SIGTERM handler")?;
     }
-    let overlay = config.render.enabled.then(|| sink::OverlaySettings {
-        codec: VideoCodec::parse(&config.render.codec).unwrap_or(VideoCodec::Auto),
+    let overlay = config.render.enabled.then_some(sink::OverlaySettings {
+        codec: config.render.codec,
         crf: config.render.crf,
     });
     let sink = Box::new(sink::PoseTrackSink::new(overlay, config.pipeline.progress));
@@ -261,9 +260,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     eprint!("{}", summary_table(&report));
     // Shards of one job array share the output folder: each keeps its own report.
     let report_path = config.output.report.clone().unwrap_or_else(|| {
-        let name = match config.input.shard.as_deref().map(parse_shard) {
-            Some(Ok((i, n))) => format!("run.shard-{i}-of-{n}.json"),
-            _ => "run.json".into(),
+        let name = match config.input.shard {
+            Some(s) => format!("run.shard-{}-of-{}.json", s.index, s.count),
+            None => "run.json".into(),
         };
         config.output.dir.join(name)
     });

@@ -87,7 +87,7 @@ pub fn load_detector(config: &Config) -> Result<Option<CascadeRcnn>, String> {
     let checkpoint = card.checkpoint(det.checkpoint.as_deref(), &config.models_dir, "detector")?;
     // RoIAlign, NMS and the grouped convolution have CPU kernels only: on a CUDA device the
     // pose model uses the GPU and the detector stays on the CPU
-    if config.device != "cpu" {
+    if config.device != crate::config::DeviceSpec::Cpu {
         tracing::warn!(
             "the detector runs on the CPU (device {} is used by the pose model): its RoIAlign, NMS and grouped-convolution operators have no CUDA kernels yet",
             config.device

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::batching::{BatchStage, BatchWork};
 use super::messages::Frame;
+use crate::config::HeatmapDecoding;
 use crate::geometry::BBox;
 use crate::image::RgbImage;
 use crate::person::{Keypoint, NUM_KEYPOINTS};
@@ -99,20 +100,20 @@ pub fn load_pose_model(
         .pose_config()
         .ok_or_else(|| format!("model card `{}` is not a pose model", card.name))?;
     let checkpoint = card.checkpoint(pose.checkpoint.as_deref(), &config.models_dir, "pose")?;
-    let decoding = match pose.decode.as_str() {
+    let decoding = match pose.decode {
         // MMPose's kernel rule for the sigma of each input size (2 at 256x192, 3 at 384x288).
-        "dark" if model_config.input_size.1 >= 384 => Decoding::Dark { blur_kernel: 17 },
-        "dark" => Decoding::Dark { blur_kernel: 11 },
-        _ => Decoding::Msra,
+        HeatmapDecoding::Dark if model_config.input_size.1 >= 384 => {
+            Decoding::Dark { blur_kernel: 17 }
+        }
+        HeatmapDecoding::Dark => Decoding::Dark { blur_kernel: 11 },
+        HeatmapDecoding::Msra => Decoding::Msra,
     };
     let options = PoseOptions {
         flip_test: pose.flip_test,
         decoding,
         batch_size: pose.batch_size,
     };
-    let device = candle_device(
-        crate::config::parse_device(&config.device).map_err(|e| format!("device: {e}"))?,
-    )?;
+    let device = candle_device(config.device)?;
     let estimator = PoseEstimator::load(&checkpoint, model_config, options, &device)
         .map_err(|e| format!("pose model `{}`: {e}", card.name))?;
     Ok(Some(estimator))

@@ -10,24 +10,14 @@ use ffmpeg_next as ffmpeg;
 use super::VideoError;
 use crate::image::RgbImage;
 
-/// Which encoder to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which encoder to use (`render.codec`: `auto`, `h264`, `mpeg4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VideoCodec {
     /// H.264 when FFmpeg has an encoder for it, else MPEG-4 Part 2.
     Auto,
     H264,
     Mpeg4,
-}
-
-impl VideoCodec {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "h264" => Some(Self::H264),
-            "mpeg4" => Some(Self::Mpeg4),
-            _ => None,
-        }
-    }
 }
 
 /// An mp4 being written. Call `finish` to complete it; dropping it unfinished removes the
