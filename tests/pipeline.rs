@@ -95,10 +95,13 @@ struct SlowSink {
 }
 
 impl FrameSink for SlowSink {
-    fn start(&mut self, _: &Arc<VideoMeta>) -> Result<(), String> {
+    fn start(
+        &mut self,
+        _: &Arc<VideoMeta>,
+    ) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         Ok(())
     }
-    fn frame(&mut self, frame: Frame) -> Result<(), String> {
+    fn frame(&mut self, frame: Frame) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         std::thread::sleep(self.delay);
         self.seen
             .lock()
@@ -106,7 +109,11 @@ impl FrameSink for SlowSink {
             .push((frame.video.job.name.clone(), frame.decoded.number));
         Ok(())
     }
-    fn end(&mut self, _: &Arc<VideoMeta>, _: bool) -> Result<Vec<PathBuf>, String> {
+    fn end(
+        &mut self,
+        _: &Arc<VideoMeta>,
+        _: bool,
+    ) -> Result<Vec<PathBuf>, vidpose::pipeline::messages::VideoFailure> {
         Ok(Vec::new())
     }
 }
@@ -516,7 +523,8 @@ impl vidpose::pipeline::pose_stage::PoseModel for CentreModel {
     fn estimate(
         &mut self,
         items: &[(&vidpose::image::RgbImage, vidpose::geometry::BBox)],
-    ) -> Result<Vec<[vidpose::person::Keypoint; 17]>, String> {
+    ) -> Result<Vec<[vidpose::person::Keypoint; 17]>, Box<dyn std::error::Error + Send + Sync>>
+    {
         let mut b = self.batches.lock().unwrap();
         b.push(items.len());
         if self.fail_on_call == Some(b.len()) {
@@ -629,17 +637,24 @@ struct CancellingSink {
 }
 
 impl FrameSink for CancellingSink {
-    fn start(&mut self, _: &Arc<VideoMeta>) -> Result<(), String> {
+    fn start(
+        &mut self,
+        _: &Arc<VideoMeta>,
+    ) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         Ok(())
     }
-    fn frame(&mut self, _: Frame) -> Result<(), String> {
+    fn frame(&mut self, _: Frame) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         self.frames += 1;
         if self.frames == 3 {
             self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
     }
-    fn end(&mut self, _: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, String> {
+    fn end(
+        &mut self,
+        _: &Arc<VideoMeta>,
+        ok: bool,
+    ) -> Result<Vec<PathBuf>, vidpose::pipeline::messages::VideoFailure> {
         assert!(!ok, "an interrupted video must not be completed");
         Ok(Vec::new())
     }

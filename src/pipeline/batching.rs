@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::messages::{Frame, Msg};
+use super::messages::{Frame, Msg, VideoFailure};
 use super::metrics::StageMetrics;
 use super::permits::FramePermits;
 use super::stage::Stage;
@@ -22,7 +22,7 @@ pub trait BatchWork: Send {
     fn run(
         &mut self,
         items: &[(&Frame, usize)],
-    ) -> Result<Vec<Result<Self::Output, String>>, String>;
+    ) -> Result<Vec<Result<Self::Output, VideoFailure>>, VideoFailure>;
     /// Puts an item's result into its frame.
     fn store(&self, frame: &mut Frame, item: usize, output: Self::Output);
 }
@@ -51,7 +51,7 @@ pub struct BatchStage<W: BatchWork> {
     /// Items waiting for a model call.
     waiting: usize,
     /// Videos with a failed item: their End becomes an error.
-    failed: HashMap<usize, String>,
+    failed: HashMap<usize, VideoFailure>,
     /// The run's frame permits: when all are held, no more input can come and a partial batch
     /// runs at once instead of waiting out the timeout.
     permits: Option<FramePermits>,
@@ -114,11 +114,11 @@ impl<W: BatchWork> BatchStage<W> {
             let results = match result {
                 Ok(r) if r.len() == slots.len() => r,
                 Ok(r) => {
-                    let e = format!(
+                    let e = VideoFailure::Output(format!(
                         "the model returned {} results for {} items",
                         r.len(),
                         slots.len()
-                    );
+                    ));
                     slots.iter().map(|_| Err(e.clone())).collect()
                 }
                 Err(e) => slots.iter().map(|_| Err(e.clone())).collect(),
@@ -143,7 +143,7 @@ impl<W: BatchWork> BatchStage<W> {
         while self.pending.front().is_some_and(Pending::is_done) {
             match self.pending.pop_front().expect("front exists") {
                 Pending::Marker(Msg::End(video, Ok(()))) if self.failed.contains_key(&video.id) => {
-                    let reason = self.failed.remove(&video.id).unwrap_or_default();
+                    let reason = self.failed.remove(&video.id).expect("checked above");
                     out.push(Msg::End(video, Err(reason)));
                 }
                 Pending::Marker(msg) => out.push(msg),

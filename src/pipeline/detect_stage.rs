@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::batching::{BatchStage, BatchWork};
-use super::messages::Frame;
+use super::messages::{Frame, VideoFailure};
 use crate::config::{Config, DetectorKind};
 use crate::detect::{cascade, CascadeRcnn};
 use crate::image::RgbImage;
@@ -53,7 +53,7 @@ impl BatchWork for DetectWork {
     fn run(
         &mut self,
         items: &[(&Frame, usize)],
-    ) -> Result<Vec<Result<Self::Output, String>>, String> {
+    ) -> Result<Vec<Result<Self::Output, VideoFailure>>, VideoFailure> {
         let images: Vec<&RgbImage> = items.iter().map(|(f, _)| &f.decoded.image).collect();
         Ok(self
             .model
@@ -62,7 +62,7 @@ impl BatchWork for DetectWork {
             .zip(items)
             .map(|(r, (f, _))| {
                 r.map(|d| cascade::persons(d, self.score_threshold))
-                    .map_err(|e| format!("detection, frame {}: {e}", f.decoded.number))
+                    .map_err(|e| VideoFailure::Detect(format!("frame {}: {e}", f.decoded.number)))
             })
             .collect())
     }

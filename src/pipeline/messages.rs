@@ -38,12 +38,39 @@ pub struct Frame {
     pub(crate) _permit: Option<Permit>,
 }
 
+/// Why a video failed, by the stage that found it. The message is for the user; control flow
+/// looks only at the kind (an interrupted video is not a broken one).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VideoFailure {
+    /// Stopped by Ctrl-C / SIGTERM or `--fail-fast` before it was complete.
+    #[error("interrupted")]
+    Interrupted,
+    /// Found before decoding: the boxes do not fit it, the numbering has gaps, ...
+    #[error("{0}")]
+    Plan(String),
+    /// The video or a frame could not be read.
+    #[error("{0}")]
+    Decode(String),
+    /// The boxes file disagrees with the decoded video.
+    #[error("{0}")]
+    Boxes(String),
+    #[error("detector: {0}")]
+    Detect(String),
+    #[error("pose model: {0}")]
+    Pose(String),
+    #[error("tracking: {0}")]
+    Track(String),
+    /// The output could not be written.
+    #[error("{0}")]
+    Output(String),
+}
+
 #[derive(Debug)]
 pub enum Msg {
     Start(Arc<VideoMeta>),
     Frame(Box<Frame>),
     /// The video ended: `Err` carries why it failed; its output must not be written.
-    End(Arc<VideoMeta>, Result<(), String>),
+    End(Arc<VideoMeta>, Result<(), VideoFailure>),
 }
 
 /// A message with its position in the run, so order can be restored after parallel stages.

@@ -23,7 +23,7 @@ use crossbeam::channel::{bounded, Receiver};
 use crate::config::{Config, DetectorKind};
 use crate::detect::given::GivenBoxes;
 use crate::video::VideoJob;
-use messages::{Envelope, Msg, VideoMeta};
+use messages::{Envelope, Msg, VideoFailure, VideoMeta};
 use metrics::{StageMetrics, StageSummary};
 use permits::FramePermits;
 use sink::FrameSink;
@@ -379,7 +379,7 @@ fn run_sink(
 ) -> StageMetrics {
     let mut metrics = StageMetrics::new("sink");
     let started = Instant::now();
-    let mut failure: Option<String> = None;
+    let mut failure: Option<VideoFailure> = None;
     let mut video_started = Instant::now();
     let mut frames = 0u64;
     loop {
@@ -405,35 +405,33 @@ fn run_sink(
                 let mut reason = failure.take().or(outcome.err());
                 if report.stopped_on_failure {
                     // Already queued when the run was stopped: not written either.
-                    reason = Some("interrupted".into());
+                    reason = Some(VideoFailure::Interrupted);
                 }
                 let mut entry = VideoOutcome::new(&video.job, "written", None);
                 entry.frames = frames;
                 entry.seconds = video_started.elapsed().as_secs_f64();
-                match sink.end(&video, reason.is_none()) {
+                let failed = match sink.end(&video, reason.is_none()) {
                     Ok(files) if reason.is_none() => {
                         tracing::info!("{}: done", video.job.name);
                         entry.outputs = files.clone();
                         report.written.extend(files);
+                        None
                     }
-                    Ok(_) => {
-                        let reason = reason.unwrap_or_default();
-                        if reason == "interrupted" {
-                            report.interrupted = true;
-                            entry.status = "interrupted";
-                        } else {
-                            entry.status = "failed";
-                        }
-                        tracing::error!("{}: failed: {reason}", video.job.name);
-                        report.failed.push((video.job.name.clone(), reason.clone()));
-                        entry.reason = Some(reason);
-                    }
-                    Err(e) => {
-                        tracing::error!("{}: failed: {e}", video.job.name);
-                        report.failed.push((video.job.name.clone(), e.clone()));
+                    Ok(_) => reason,
+                    Err(e) => Some(e),
+                };
+                if let Some(failure) = failed {
+                    if failure == VideoFailure::Interrupted {
+                        report.interrupted = true;
+                        entry.status = "interrupted";
+                    } else {
                         entry.status = "failed";
-                        entry.reason = Some(e);
                     }
+                    tracing::error!("{}: failed: {failure}", video.job.name);
+                    report
+                        .failed
+                        .push((video.job.name.clone(), failure.to_string()));
+                    entry.reason = Some(failure.to_string());
                 }
                 if entry.status == "failed" && fail_fast && !cancel.swap(true, Ordering::SeqCst) {
                     tracing::error!("stopping the run after this failure (--fail-fast)");

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::batching::{BatchStage, BatchWork};
-use super::messages::Frame;
+use super::messages::{Frame, VideoFailure};
 use crate::config::HeatmapDecoding;
 use crate::geometry::BBox;
 use crate::image::RgbImage;
@@ -15,7 +15,7 @@ pub trait PoseModel: Send {
     fn estimate(
         &mut self,
         items: &[(&RgbImage, BBox)],
-    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, String>;
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// Person crops of frames batched into one pose model call.
@@ -47,7 +47,7 @@ impl BatchWork for PoseWork {
     fn run(
         &mut self,
         items: &[(&Frame, usize)],
-    ) -> Result<Vec<Result<Self::Output, String>>, String> {
+    ) -> Result<Vec<Result<Self::Output, VideoFailure>>, VideoFailure> {
         let crops: Vec<(&RgbImage, BBox)> = items
             .iter()
             .map(|&(f, person)| (&f.decoded.image, f.persons[person].bbox))
@@ -55,7 +55,7 @@ impl BatchWork for PoseWork {
         let keypoints = self
             .model
             .estimate(&crops)
-            .map_err(|e| format!("pose estimation failed: {e}"))?;
+            .map_err(|e| VideoFailure::Pose(e.to_string()))?;
         Ok(keypoints.into_iter().map(Ok).collect())
     }
 
@@ -68,8 +68,8 @@ impl PoseModel for crate::pose::PoseEstimator {
     fn estimate(
         &mut self,
         items: &[(&RgbImage, BBox)],
-    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, String> {
-        crate::pose::PoseEstimator::estimate(self, items).map_err(|e| e.to_string())
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(crate::pose::PoseEstimator::estimate(self, items)?)
     }
 }
 

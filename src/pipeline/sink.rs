@@ -5,17 +5,17 @@ use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::messages::{Frame, VideoMeta};
+use super::messages::{Frame, VideoFailure, VideoMeta};
 use crate::posetrack::{Annotation, Category, Image, PoseTrackFile};
 use crate::video::encode::{OverlayWriter, VideoCodec};
 
 /// Receives each video's frames in order. `end` is called once per started video; with
 /// `ok == false` nothing may be left under the final output names.
 pub trait FrameSink {
-    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), String>;
-    fn frame(&mut self, frame: Frame) -> Result<(), String>;
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure>;
+    fn frame(&mut self, frame: Frame) -> Result<(), VideoFailure>;
     /// Completes (or abandons) the video; returns the files written.
-    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, String>;
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure>;
 }
 
 pub struct OverlaySettings {
@@ -197,7 +197,7 @@ fn annotations(frame: &Frame) -> Vec<Annotation> {
 }
 
 impl FrameSink for PoseTrackSink {
-    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), String> {
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
         let progress = self.bars.as_ref().map(|bars| {
             let bar = bars.add(match video.info.frames_hint {
                 Some(n) => ProgressBar::new(n),
@@ -222,8 +222,11 @@ impl FrameSink for PoseTrackSink {
         Ok(())
     }
 
-    fn frame(&mut self, mut frame: Frame) -> Result<(), String> {
-        let open = self.open.as_mut().ok_or("frame before start")?;
+    fn frame(&mut self, mut frame: Frame) -> Result<(), VideoFailure> {
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| VideoFailure::Output("a frame came before its video started".into()))?;
         open.frames.push(FrameEntry {
             image: image_entry(&frame),
             annotations: annotations(&frame),
@@ -276,7 +279,7 @@ impl FrameSink for PoseTrackSink {
         Ok(())
     }
 
-    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, String> {
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
         let Some(mut open) = self.open.take() else {
             return Ok(Vec::new());
         };
@@ -299,7 +302,7 @@ impl FrameSink for PoseTrackSink {
         }
         let file = assemble(open.frames);
         file.write_atomic(&video.output_json)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| VideoFailure::Output(e.to_string()))?;
         written.push(video.output_json.clone());
         Ok(written)
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crossbeam::channel::Sender;
 
-use super::messages::{Envelope, Frame, Msg, VideoMeta};
+use super::messages::{Envelope, Frame, Msg, VideoFailure, VideoMeta};
 use super::metrics::StageMetrics;
 use super::permits::FramePermits;
 use super::stage::Stage;
@@ -50,9 +50,9 @@ pub fn run_source(
         }
         let mut meta = planned.meta;
         let decoder = match planned.problem {
-            Some(p) => Err(p),
+            Some(p) => Err(VideoFailure::Plan(p)),
             None => decode::open(&meta.job, settings.image_fps, settings.decode_threads)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| VideoFailure::Decode(e.to_string())),
         };
         let mut decoder = match decoder {
             Ok(d) => d,
@@ -74,11 +74,11 @@ pub fn run_source(
         let mut index = 0u64;
         let outcome = loop {
             if cancelled() {
-                break Err("interrupted".to_string());
+                break Err(VideoFailure::Interrupted);
             }
             let t = Instant::now();
             let Some(permit) = permits.acquire(&cancelled) else {
-                break Err("interrupted".to_string());
+                break Err(VideoFailure::Interrupted);
             };
             // Waiting for a permit is back-pressure from the stages after us.
             metrics.blocked_output += t.elapsed();
@@ -104,7 +104,7 @@ pub fn run_source(
                     }
                 }
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(e.to_string()),
+                Err(e) => break Err(VideoFailure::Decode(e.to_string())),
             }
         };
         if !send(Msg::End(meta, outcome), &mut metrics) {
@@ -190,13 +190,13 @@ impl Stage for GivenBoxesStage {
                         if orphans.is_empty() {
                             Ok(())
                         } else {
-                            Err(format!(
+                            Err(VideoFailure::Boxes(format!(
                                 "{}: has boxes for frame(s) {} of `{}`, which the video does not have ({} frames decoded)",
                                 boxes.source().display(),
                                 list_numbers(&orphans),
                                 v.job.name,
                                 self.seen.len()
-                            ))
+                            )))
                         }
                     }
                     None => Ok(()),
@@ -352,7 +352,7 @@ pub fn output_paths(
 pub struct HungarianTrackStage {
     config: crate::track::TrackerConfig,
     tracker: Option<crate::track::Tracker>,
-    failure: Option<String>,
+    failure: Option<VideoFailure>,
 }
 
 impl HungarianTrackStage {
@@ -386,7 +386,7 @@ impl Stage for HungarianTrackStage {
                 metrics.batches += 1;
                 if let (Some(tracker), None) = (self.tracker.as_mut(), &self.failure) {
                     if let Err(e) = tracker.update(&mut frame.persons) {
-                        self.failure = Some(format!("tracking: {e}"));
+                        self.failure = Some(VideoFailure::Track(e.to_string()));
                     }
                 }
                 out.push(Msg::Frame(frame));
