@@ -271,7 +271,7 @@ impl Config {
                     file: path.to_path_buf(),
                     source,
                 })?;
-                yaml::parse(&text).map_err(|message| ConfigError::Syntax {
+                yaml::parse(&text).map_err(|yaml::YamlError(message)| ConfigError::Syntax {
                     file: path.to_path_buf(),
                     message,
                 })?
@@ -548,5 +548,5 @@ fn apply_override(doc: &mut yaml::Value, arg: &str) -> Result<(), ConfigError> {
         return Err(err("the key must be a dotted path such as detector.boxes"));
     }
     let value = yaml::parse(value).map_err(|m| err(&format!("value is not valid YAML: {m}")))?;
-    yaml::set_path(doc, key, value).map_err(|m| err(&m))
+    yaml::set_path(doc, key, value).map_err(|m| err(&m.0))
 }

@@ -35,6 +35,25 @@ pub enum ModelError {
         got: String,
         expected: String,
     },
+    #[error("{section} checkpoint {path} not found: download it with `vidpose models fetch {name}` (into {dir}), or set {section}.checkpoint")]
+    MissingCheckpoint {
+        section: String,
+        path: PathBuf,
+        name: String,
+        dir: PathBuf,
+    },
+    #[error("model card `{name}` is not a {expected} model")]
+    WrongTask { name: String, expected: String },
+    #[error(
+        "device `{device}` cannot be used: {reason} (CUDA needs a build with `--features cuda`)"
+    )]
+    Device { device: String, reason: String },
+    #[error("{what} `{name}`: {reason}")]
+    Load {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
@@ -98,17 +117,17 @@ impl ModelCard {
         given: Option<&Path>,
         models_dir: &Path,
         section: &str,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, ModelError> {
         let path = given.map_or_else(|| self.path_in(models_dir), Path::to_path_buf);
         if path.exists() {
             return Ok(path);
         }
-        Err(format!(
-            "{section} checkpoint {} not found: download it with `vidpose models fetch {}` (into {}), or set {section}.checkpoint",
-            path.display(),
-            self.name,
-            models_dir.display()
-        ))
+        Err(ModelError::MissingCheckpoint {
+            section: section.into(),
+            path,
+            name: self.name.clone(),
+            dir: models_dir.to_path_buf(),
+        })
     }
 }
 
@@ -131,9 +150,11 @@ pub fn load_cards(dir: &Path) -> Result<Vec<ModelCard>, ModelError> {
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        let card = crate::yaml::from_str(&text).map_err(|message| ModelError::Card {
-            path: path.clone(),
-            message,
+        let card = crate::yaml::from_str(&text).map_err(|crate::yaml::YamlError(message)| {
+            ModelError::Card {
+                path: path.clone(),
+                message,
+            }
         })?;
         cards.push(card);
     }

@@ -2,9 +2,15 @@
 
 pub use serde_yaml::Value;
 
+/// What is wrong with a YAML text or key path; the message carries line and column when the
+/// parser gives them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct YamlError(pub String);
+
 /// Parses a YAML document; the message carries line and column.
-pub fn parse(text: &str) -> Result<Value, String> {
-    serde_yaml::from_str(text).map_err(|e| e.to_string())
+pub fn parse(text: &str) -> Result<Value, YamlError> {
+    serde_yaml::from_str(text).map_err(|e| YamlError(e.to_string()))
 }
 
 /// Deserialises `value`, reporting the dotted key path of the first problem.
@@ -26,7 +32,7 @@ pub fn from_value_with_path<T: serde::de::DeserializeOwned>(
 }
 
 /// Sets `dotted.key.path` to `value`, creating mappings on the way.
-pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), String> {
+pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), YamlError> {
     let mut node = doc;
     let parts: Vec<&str> = dotted.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
@@ -34,10 +40,10 @@ pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), Strin
             *node = Value::Mapping(Default::default());
         }
         let map = node.as_mapping_mut().ok_or_else(|| {
-            format!(
+            YamlError(format!(
                 "`{}` is not a section, so it has no key `{part}`",
                 parts[..i].join(".")
-            )
+            ))
         })?;
         let key = Value::String(part.to_string());
         if i + 1 == parts.len() {
@@ -50,6 +56,6 @@ pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), Strin
 }
 
 /// Parses a YAML document straight into `T`; the message carries line and column.
-pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
-    serde_yaml::from_str(text).map_err(|e| e.to_string())
+pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    serde_yaml::from_str(text).map_err(|e| YamlError(e.to_string()))
 }

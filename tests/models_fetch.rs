@@ -237,7 +237,10 @@ fn a_missing_checkpoint_says_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let cards = models::builtin_cards();
     let card = models::find(&cards, "cascade_rcnn_x101_64x4d_fpn_20e_coco").unwrap();
-    let err = card.checkpoint(None, dir.path(), "detector").unwrap_err();
+    let err = card
+        .checkpoint(None, dir.path(), "detector")
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&card.path_in(dir.path()).display().to_string())
             && err.contains("vidpose models fetch cascade_rcnn_x101_64x4d_fpn_20e_coco")
@@ -247,7 +250,8 @@ fn a_missing_checkpoint_says_how_to_get_it() {
     let given = dir.path().join("mine.pth");
     let err = card
         .checkpoint(Some(&given), dir.path(), "detector")
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("mine.pth"), "{err}");
     std::fs::write(&given, b"x").unwrap();
     assert_eq!(
@@ -265,11 +269,14 @@ fn a_missing_checkpoint_says_how_to_get_it() {
         ],
     )
     .unwrap();
-    let err = vidpose::pipeline::detect_stage::load_detector(&config).unwrap_err();
+    let err = vidpose::pipeline::detect_stage::load_detector(&config)
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("detector checkpoint"), "{err}");
     let err = vidpose::pipeline::pose_stage::load_pose_model(&config)
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
     assert!(
         err.starts_with("pose checkpoint") && err.contains("pose.checkpoint"),
         "{err}"

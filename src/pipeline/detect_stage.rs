@@ -8,6 +8,7 @@ use super::messages::{Frame, VideoFailure};
 use crate::config::{Config, DetectorKind};
 use crate::detect::{cascade, CascadeRcnn};
 use crate::image::RgbImage;
+use crate::models::ModelError;
 use crate::person::Person;
 
 /// Whole frames batched into one detector call; persons at or above `score_threshold` kept.
@@ -74,16 +75,19 @@ impl BatchWork for DetectWork {
 
 /// Loads the Cascade R-CNN when `detector.kind` asks for it: the model card's architecture,
 /// the checkpoint given or the card's file in `models_dir`.
-pub fn load_detector(config: &Config) -> Result<Option<CascadeRcnn>, String> {
+pub fn load_detector(config: &Config) -> Result<Option<CascadeRcnn>, ModelError> {
     let det = &config.detector;
     if det.kind == DetectorKind::Boxes {
         return Ok(None);
     }
     let cards = crate::models::builtin_cards();
-    let card = crate::models::find(&cards, &det.model).map_err(|e| e.to_string())?;
+    let card = crate::models::find(&cards, &det.model)?;
     let model_config = card
         .detector_config()
-        .ok_or_else(|| format!("model card `{}` is not a detector", card.name))?;
+        .ok_or_else(|| ModelError::WrongTask {
+            name: card.name.clone(),
+            expected: "detector".into(),
+        })?;
     let checkpoint = card.checkpoint(det.checkpoint.as_deref(), &config.models_dir, "detector")?;
     // RoIAlign, NMS and the grouped convolution have CPU kernels only: on a CUDA device the
     // pose model uses the GPU and the detector stays on the CPU
@@ -95,5 +99,9 @@ pub fn load_detector(config: &Config) -> Result<Option<CascadeRcnn>, String> {
     }
     CascadeRcnn::load(&checkpoint, &model_config, &candle_core::Device::Cpu)
         .map(Some)
-        .map_err(|e| format!("detector `{}`: {e}", card.name))
+        .map_err(|e| ModelError::Load {
+            what: "detector",
+            name: card.name.clone(),
+            reason: e.to_string(),
+        })
 }

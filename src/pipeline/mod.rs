@@ -34,8 +34,8 @@ use stages::{PlannedVideo, SourceSettings};
 pub enum PipelineError {
     #[error(transparent)]
     Boxes(#[from] crate::detect::given::BoxesError),
-    #[error("{0}")]
-    Model(String),
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
     /// The outputs cannot be written, or would replace an input: found before any work.
@@ -455,11 +455,11 @@ pub fn run(
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
     let detector = if needs_detector(config, &jobs)? {
-        detect_stage::load_detector(config).map_err(PipelineError::Model)?
+        detect_stage::load_detector(config)?
     } else {
         None
     };
-    let pose = pose_stage::load_pose_model(config).map_err(PipelineError::Model)?;
+    let pose = pose_stage::load_pose_model(config)?;
     let pose = pose.map(|p| Box::new(p) as Box<dyn pose_stage::PoseModel>);
     run_with_models(config, jobs, detector, pose, sink, cancel)
 }

@@ -8,6 +8,7 @@ use super::messages::{Frame, VideoFailure};
 use crate::config::HeatmapDecoding;
 use crate::geometry::BBox;
 use crate::image::RgbImage;
+use crate::models::ModelError;
 use crate::person::{Keypoint, NUM_KEYPOINTS};
 
 /// A top-down pose model: keypoints for each (image, person box) pair, in order.
@@ -74,31 +75,33 @@ impl PoseModel for crate::pose::PoseEstimator {
 }
 
 /// The candle device named by `device` (`cpu`, `cuda:N`).
-pub fn candle_device(spec: crate::config::DeviceSpec) -> Result<candle_core::Device, String> {
+pub fn candle_device(spec: crate::config::DeviceSpec) -> Result<candle_core::Device, ModelError> {
     match spec {
         crate::config::DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
-        crate::config::DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n).map_err(|e| {
-            format!(
-                "device `cuda:{n}` cannot be used: {e} (CUDA needs a build with `--features cuda`)"
-            )
-        }),
+        crate::config::DeviceSpec::Cuda(n) => {
+            candle_core::Device::new_cuda(n).map_err(|e| ModelError::Device {
+                device: spec.to_string(),
+                reason: e.to_string(),
+            })
+        }
     }
 }
 
 /// Loads the pose model the configuration names; `None` for `pose.model: none`.
 pub fn load_pose_model(
     config: &crate::config::Config,
-) -> Result<Option<crate::pose::PoseEstimator>, String> {
+) -> Result<Option<crate::pose::PoseEstimator>, ModelError> {
     use crate::pose::{Decoding, PoseEstimator, PoseOptions};
     let pose = &config.pose;
     if pose.model == "none" {
         return Ok(None);
     }
     let cards = crate::models::builtin_cards();
-    let card = crate::models::find(&cards, &pose.model).map_err(|e| e.to_string())?;
-    let model_config = card
-        .pose_config()
-        .ok_or_else(|| format!("model card `{}` is not a pose model", card.name))?;
+    let card = crate::models::find(&cards, &pose.model)?;
+    let model_config = card.pose_config().ok_or_else(|| ModelError::WrongTask {
+        name: card.name.clone(),
+        expected: "pose".into(),
+    })?;
     let checkpoint = card.checkpoint(pose.checkpoint.as_deref(), &config.models_dir, "pose")?;
     let decoding = match pose.decode {
         // MMPose's kernel rule for the sigma of each input size (2 at 256x192, 3 at 384x288).
@@ -114,7 +117,13 @@ pub fn load_pose_model(
         batch_size: pose.batch_size,
     };
     let device = candle_device(config.device)?;
-    let estimator = PoseEstimator::load(&checkpoint, model_config, options, &device)
-        .map_err(|e| format!("pose model `{}`: {e}", card.name))?;
+    let estimator =
+        PoseEstimator::load(&checkpoint, model_config, options, &device).map_err(|e| {
+            ModelError::Load {
+                what: "pose model",
+                name: card.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
     Ok(Some(estimator))
 }
