@@ -349,7 +349,7 @@ impl Config {
         if self.pose.batch_size == 0 {
             return Err(bad("pose.batch_size", "expected at least 1".into()));
         }
-        self.tracker.validate().map_err(|m| bad("tracker", m))?;
+        self.tracker.validate().map_err(|m| bad("tracker", m.0))?;
         if self.tracker.kind == TrackerKind::Hungarian && self.pose.model == "none" {
             return Err(bad(
                 "tracker.kind",
@@ -504,7 +504,12 @@ impl<'de> Deserialize<'de> for Shard {
     }
 }
 
-pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+/// A value that is not one of a setting's choices; the message says what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadChoice(pub String);
+
+pub fn parse_device(s: &str) -> Result<DeviceSpec, BadChoice> {
     if s == "cpu" {
         return Ok(DeviceSpec::Cpu);
     }
@@ -516,12 +521,12 @@ pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     if s == "cuda" {
         return Ok(DeviceSpec::Cuda(0));
     }
-    Err(format!("expected `cpu` or `cuda:N`, got `{s}`"))
+    Err(BadChoice(format!("expected `cpu` or `cuda:N`, got `{s}`")))
 }
 
 /// `I/N` with `I < N`.
-pub fn parse_shard(s: &str) -> Result<(usize, usize), String> {
-    let err = || format!("expected `I/N` with 0 <= I < N, got `{s}`");
+pub fn parse_shard(s: &str) -> Result<(usize, usize), BadChoice> {
+    let err = || BadChoice(format!("expected `I/N` with 0 <= I < N, got `{s}`"));
     let (i, n) = s.split_once('/').ok_or_else(err)?;
     let (i, n): (usize, usize) = (
         i.trim().parse().map_err(|_| err())?,

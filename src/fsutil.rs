@@ -42,28 +42,36 @@ pub fn describe_write_error(e: &std::io::Error) -> String {
     format!("cannot write: {e}{hint}")
 }
 
+/// Why the output folder cannot take the run's files.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputDirError {
+    #[error("{0}: the output folder is a file, not a folder")]
+    IsAFile(PathBuf),
+    #[error("{path}: cannot create the output folder: {}", describe_write_error(.source))]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the output folder {}", describe_write_error(.source))]
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Checks before any work that files can be created in `dir` (creating it if needed).
-pub fn check_writable_dir(dir: &Path) -> Result<(), String> {
+pub fn check_writable_dir(dir: &Path) -> Result<(), OutputDirError> {
     if dir.exists() && !dir.is_dir() {
-        return Err(format!(
-            "{}: the output folder is a file, not a folder",
-            dir.display()
-        ));
+        return Err(OutputDirError::IsAFile(dir.to_path_buf()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| {
-        format!(
-            "{}: cannot create the output folder: {}",
-            dir.display(),
-            describe_write_error(&e)
-        )
+    std::fs::create_dir_all(dir).map_err(|source| OutputDirError::Create {
+        path: dir.to_path_buf(),
+        source,
     })?;
     let probe = dir.join(format!(".vidpose-write-check-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| {
-        format!(
-            "{}: the output folder {}",
-            dir.display(),
-            describe_write_error(&e)
-        )
+    std::fs::write(&probe, b"").map_err(|source| OutputDirError::NotWritable {
+        path: dir.to_path_buf(),
+        source,
     })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
@@ -190,7 +198,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("out");
         std::fs::write(&file, b"").unwrap();
-        assert!(check_writable_dir(&file).unwrap_err().contains("is a file"));
+        assert!(check_writable_dir(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("is a file"));
         assert!(check_writable_dir(&dir.path().join("new")).is_ok());
     }
 

@@ -486,7 +486,8 @@ pub fn run_with_models(
 ) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
     let mut report = RunReport::default();
-    crate::fsutil::check_writable_dir(&config.output.dir).map_err(PipelineError::Output)?;
+    crate::fsutil::check_writable_dir(&config.output.dir)
+        .map_err(|e| PipelineError::Output(e.to_string()))?;
     if config.render.enabled && config.output.dir.to_str().is_none() {
         return Err(PipelineError::Output(format!(
             "{}: the output folder's name is not valid UTF-8, which FFmpeg cannot write overlay videos to; choose another folder or set render.enabled: false",

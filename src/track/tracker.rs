@@ -80,7 +80,8 @@ impl Default for TrackerConfig {
 
 impl TrackerConfig {
     /// Checks the values; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::BadChoice> {
+        use crate::config::BadChoice;
         let finite_non_negative = [
             ("oks_weight", self.oks_weight),
             ("iou_weight", self.iou_weight),
@@ -91,13 +92,15 @@ impl TrackerConfig {
         ];
         for (key, v) in finite_non_negative {
             if !v.is_finite() || v < 0.0 {
-                return Err(format!(
+                return Err(BadChoice(format!(
                     "tracker.{key} must be a non-negative number, got {v}"
-                ));
+                )));
             }
         }
         if self.oks_weight + self.iou_weight <= 0.0 {
-            return Err("tracker.oks_weight and tracker.iou_weight cannot both be 0".into());
+            return Err(BadChoice(
+                "tracker.oks_weight and tracker.iou_weight cannot both be 0".into(),
+            ));
         }
         Ok(())
     }
