@@ -483,14 +483,7 @@ fn overlay_video_has_every_frame_at_the_source_rate() {
     boxes_file(&boxes, "clip", 7);
     let out = dir.path().join("out");
     let cfg = config(&out, &boxes, &["render.enabled=true"]);
-    let sink = Box::new(PoseTrackSink::new(
-        Some(OverlaySettings {
-            codec: VideoCodec::Auto,
-            crf: 23,
-        }),
-        false,
-    ));
-    let report = run(&cfg, &[dir.path().join("clip.mp4")], sink);
+    let report = run(&cfg, &[dir.path().join("clip.mp4")], overlay_sink());
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     let overlay = out.join("clip.mp4");
     let jobs = discover::discover(std::slice::from_ref(&overlay)).unwrap();

@@ -153,23 +153,16 @@ fn frames_mismatch(
 }
 
 /// Whether some video will go to the detector: always with `detector.kind: cascade_rcnn`, never
-/// with `boxes`, and with `auto` when a video has no boxes file covering it.
+/// with `boxes`, and with `auto` when no boxes file covers it. Decided by the run's own plan,
+/// so that the answer and the run agree.
 pub fn needs_detector(config: &Config, jobs: &[VideoJob]) -> Result<bool, PipelineError> {
-    Ok(match config.detector.kind {
-        DetectorKind::CascadeRcnn => true,
-        DetectorKind::Boxes => false,
-        DetectorKind::Auto if config.detector.boxes == "auto" => jobs
-            .iter()
-            .any(|job| !posetrack_annotation_for(job).is_some_and(|p| p.exists())),
-        DetectorKind::Auto => {
-            let boxes = GivenBoxes::load(
-                Path::new(&config.detector.boxes),
-                config.detector.boxes_images.as_deref(),
-                config.detector.score_threshold,
-            )?;
-            jobs.iter().any(|job| !boxes.has_sequence(&job.name))
-        }
-    })
+    let planned = plan(config, jobs.to_vec(), &mut RunReport::default())?;
+    Ok(planned.iter().any(goes_to_detector))
+}
+
+/// A planned video that will run and has no given boxes: the detector must find its people.
+fn goes_to_detector(p: &PlannedVideo) -> bool {
+    p.meta.boxes.is_none() && p.problem.is_none()
 }
 
 /// Every input of the run that lies in the output folder: videos, frames, boxes and annotation
@@ -454,14 +447,17 @@ pub fn run(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
-    let detector = if needs_detector(config, &jobs)? {
-        detect_stage::load_detector(config)?
-    } else {
-        None
-    };
     let pose = pose_stage::load_pose_model(config)?;
     let pose = pose.map(|p| Box::new(p) as Box<dyn pose_stage::PoseModel>);
-    run_with_models(config, jobs, detector, pose, sink, cancel)
+    run_planned(config, jobs, Detector::LoadIfNeeded, pose, sink, cancel)
+}
+
+/// Where the run's detector comes from.
+enum Detector {
+    /// Loaded from the configuration once the plan shows a video that needs it.
+    LoadIfNeeded,
+    /// The caller's (none: boxes from files only); boxed, the model is large.
+    Given(Option<Box<crate::detect::CascadeRcnn>>),
 }
 
 /// Runs the pipeline with the given pose model (none: boxes only) and boxes from files.
@@ -484,6 +480,24 @@ pub fn run_with_models(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
+    run_planned(
+        config,
+        jobs,
+        Detector::Given(detector.map(Box::new)),
+        pose,
+        sink,
+        cancel,
+    )
+}
+
+fn run_planned(
+    config: &Config,
+    jobs: Vec<VideoJob>,
+    detector: Detector,
+    pose: Option<Box<dyn pose_stage::PoseModel>>,
+    sink: Box<dyn FrameSink>,
+    cancel: Arc<AtomicBool>,
+) -> Result<RunReport, PipelineError> {
     let started = Instant::now();
     let mut report = RunReport::default();
     crate::fsutil::check_writable_dir(&config.output.dir)
@@ -502,10 +516,17 @@ pub fn run_with_models(
         );
     }
     let mut planned = plan(config, jobs, &mut report)?;
+    let detector = match detector {
+        Detector::Given(d) => d.map(|d| *d),
+        Detector::LoadIfNeeded if planned.iter().any(goes_to_detector) => {
+            detect_stage::load_detector(config)?
+        }
+        Detector::LoadIfNeeded => None,
+    };
     if detector.is_none() {
         // `detector.kind: auto` without a loaded detector (a library caller that passed none):
         // a video no boxes file covers would silently get no people.
-        for p in planned.iter_mut().filter(|p| p.meta.boxes.is_none()) {
+        for p in planned.iter_mut().filter(|p| goes_to_detector(p)) {
             p.problem.get_or_insert(format!(
                 "no boxes file covers `{}` and no detector is loaded (detector.kind: auto)",
                 p.meta.job.name
