@@ -3,11 +3,40 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The temporary name used while `path` is being written.
+/// The temporary name used while `path` is being written: `<name>.partial-<host>-<pid>`. The
+/// host keeps runs on several machines sharing one output folder (job-array shards) from
+/// taking each other's files for stale ones.
 pub fn temp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".partial-{}", std::process::id()));
+    name.push(format!(".partial-{}-{}", host_tag(), std::process::id()));
     path.with_file_name(name)
+}
+
+/// This machine's name as it may appear in a file name (letters, digits, `-` and `.` kept,
+/// other characters replaced).
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        let tag: String = name
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if tag.is_empty() {
+            "host".into()
+        } else {
+            tag
+        }
+    })
 }
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place.
@@ -77,8 +106,8 @@ pub fn check_writable_dir(dir: &Path) -> Result<(), OutputDirError> {
     Ok(())
 }
 
-/// Removes temporary files (`*.partial-<pid>`) that runs killed before they could clean up left
-/// in `dir`: those whose process no longer exists. Returns how many were removed.
+/// Removes temporary files (`*.partial-<host>-<pid>`) that runs killed before they could clean up
+/// left in `dir`: this machine's, whose process no longer exists. Returns how many were removed.
 pub fn remove_stale_partials(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -86,9 +115,12 @@ pub fn remove_stale_partials(dir: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
+        // Only this machine's files: another host's process ids mean nothing here.
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.rsplit_once(".partial-"))
+            .and_then(|(_, tag)| tag.rsplit_once('-'))
+            .filter(|(host, _)| *host == host_tag())
             .and_then(|(_, pid)| pid.parse::<u32>().ok())
         else {
             continue;
@@ -151,10 +183,14 @@ mod tests {
     fn stale_temporary_files_of_dead_runs_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         // No process has pid 4194304 + 1 (above Linux's pid_max); our own run's files stay.
-        let dead = dir.path().join("a.mp4.partial-4194305");
+        // Another machine's file with a dead-looking pid stays too.
+        let dead = dir
+            .path()
+            .join(format!("a.mp4.partial-{}-4194305", host_tag()));
         let ours = temp_path(&dir.path().join("b.json"));
+        let other_host = dir.path().join("d.json.partial-elsewhere-4194305");
         let other = dir.path().join("c.json");
-        for p in [&dead, &ours, &other] {
+        for p in [&dead, &ours, &other, &other_host] {
             std::fs::write(p, b"x").unwrap();
         }
         assert_eq!(
@@ -162,7 +198,7 @@ mod tests {
             usize::from(cfg!(target_os = "linux"))
         );
         assert_eq!(dead.exists(), !cfg!(target_os = "linux"));
-        assert!(ours.exists() && other.exists());
+        assert!(ours.exists() && other.exists() && other_host.exists());
     }
 
     #[test]
