@@ -248,6 +248,18 @@ impl Default for PipelineConfig {
 }
 
 impl Config {
+    /// Where the run report goes: `output.report`, else `<output.dir>/run.json`, or
+    /// `run.shard-I-of-N.json` for a shard (shards of one job array share the folder).
+    pub fn report_path(&self) -> PathBuf {
+        self.output.report.clone().unwrap_or_else(|| {
+            let name = match self.input.shard {
+                Some(s) => format!("run.shard-{}-of-{}.json", s.index, s.count),
+                None => "run.json".into(),
+            };
+            self.output.dir.join(name)
+        })
+    }
+
     /// The model cards this configuration runs: its pose model (unless `none`) and, unless
     /// every box comes from files (`detector.kind: boxes`), its detector.
     pub fn models_needed(&self) -> Vec<String> {

@@ -258,14 +258,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         report.peak_frames_in_flight
     );
     eprint!("{}", summary_table(&report));
-    // Shards of one job array share the output folder: each keeps its own report.
-    let report_path = config.output.report.clone().unwrap_or_else(|| {
-        let name = match config.input.shard {
-            Some(s) => format!("run.shard-{}-of-{}.json", s.index, s.count),
-            None => "run.json".into(),
-        };
-        config.output.dir.join(name)
-    });
+    let report_path = config.report_path();
     let run_json = serde_json::json!({
         "seconds": report.seconds,
         "interrupted": report.interrupted,
@@ -313,29 +306,6 @@ fn exit_status(report: &pipeline::RunReport, signalled: bool) -> u8 {
         0
     } else {
         1
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_signal_after_the_last_frame_still_exits_130() {
-        let finished = pipeline::RunReport::default();
-        assert_eq!(exit_status(&finished, false), 0);
-        assert_eq!(exit_status(&finished, true), 130);
-        let failed = pipeline::RunReport {
-            failed: vec![("a".into(), "broken".into())],
-            ..Default::default()
-        };
-        assert_eq!(exit_status(&failed, false), 1);
-        let stopped = pipeline::RunReport {
-            stopped_on_failure: true,
-            interrupted: true,
-            ..failed
-        };
-        assert_eq!(exit_status(&stopped, true), 1);
     }
 }
 
@@ -642,5 +612,28 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_chain(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_after_the_last_frame_still_exits_130() {
+        let finished = pipeline::RunReport::default();
+        assert_eq!(exit_status(&finished, false), 0);
+        assert_eq!(exit_status(&finished, true), 130);
+        let failed = pipeline::RunReport {
+            failed: vec![("a".into(), "broken".into())],
+            ..Default::default()
+        };
+        assert_eq!(exit_status(&failed, false), 1);
+        let stopped = pipeline::RunReport {
+            stopped_on_failure: true,
+            interrupted: true,
+            ..failed
+        };
+        assert_eq!(exit_status(&stopped, true), 1);
     }
 }

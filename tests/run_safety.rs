@@ -263,3 +263,30 @@ fn the_run_report_lists_every_video_and_fail_fast_stops_at_the_first_failure() {
     assert_eq!(report["stopped_on_failure"], true);
     assert!(!out_dir.join("c_good.json").exists());
 }
+
+#[test]
+fn the_run_report_never_replaces_an_output() {
+    let dir = tempfile::tempdir().unwrap();
+    // A video named `run` has `run.json` as its output, the default report's name.
+    let (video, boxes) = video_with_boxes(dir.path(), "run", 2);
+    let out_dir = dir.path().join("out");
+    let args = [
+        "-i",
+        video.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ];
+    let out = run(&args, &boxes);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("the run report"), "{}", stderr(&out));
+    assert!(!out_dir.join("run.json").exists());
+    // Elsewhere, it runs.
+    let report = dir.path().join("report.json");
+    let mut args = args.to_vec();
+    args.extend(["--report", report.to_str().unwrap()]);
+    let out = run(&args, &boxes);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = vidpose::posetrack::PoseTrackFile::read(&out_dir.join("run.json")).unwrap();
+    assert_eq!(file.images.len(), 2);
+    assert!(report.exists());
+}

@@ -196,27 +196,29 @@ fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> outputs::ProtectedInput
     protected
 }
 
-/// `--metrics-json` may name neither an input nor one of the run's outputs (which it would
-/// replace, and the next run would then skip that video).
-fn check_metrics_path(
+/// A file the run writes besides the videos' outputs (`--metrics-json`, the run report) may
+/// name neither an input nor one of those outputs: it would replace it, and the next run would
+/// then skip that video.
+fn check_side_file(
     config: &Config,
     jobs: &[VideoJob],
-    metrics: &Path,
+    what: &str,
+    file: &Path,
     protected: &outputs::ProtectedInputs,
 ) -> Result<(), PipelineError> {
-    if let Some(input) = protected.replaced_by(metrics) {
+    if let Some(input) = protected.replaced_by(file) {
         return Err(PipelineError::Output(format!(
-            "--metrics-json {}: writing it would replace {input}",
-            metrics.display()
+            "{what} {}: writing it would replace {input}",
+            file.display()
         )));
     }
     for job in jobs {
         let (json, video) = stages::output_paths(&config.output.dir, job, config.render.enabled);
         for out in [Some(json), video].into_iter().flatten() {
-            if crate::fsutil::same_file(metrics, &out) {
+            if crate::fsutil::same_file(file, &out) {
                 return Err(PipelineError::Output(format!(
-                    "--metrics-json {} is the output of `{}`; choose another file",
-                    metrics.display(),
+                    "{what} {} is the output of `{}`; choose another file",
+                    file.display(),
                     job.name
                 )));
             }
@@ -241,8 +243,15 @@ fn plan(
     };
     let protected = protect_inputs(config, &jobs);
     if let Some(metrics) = &config.output.metrics_json {
-        check_metrics_path(config, &jobs, metrics, &protected)?;
+        check_side_file(config, &jobs, "--metrics-json", metrics, &protected)?;
     }
+    check_side_file(
+        config,
+        &jobs,
+        "the run report",
+        &config.report_path(),
+        &protected,
+    )?;
     let mut planned = Vec::new();
     for (id, job) in jobs.into_iter().enumerate() {
         let (output_json, output_video) =
