@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use vidpose::config::Config;
-use vidpose::pipeline::{self, sink::PoseTrackSink};
+use vidpose::pipeline;
 use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
 
 /// Resident memory of this process in MiB (Linux).
@@ -109,7 +109,7 @@ fn main() -> Result<()> {
         &config,
         jobs,
         Some(Box::new(narrow_model()?)),
-        Box::new(PoseTrackSink::new(None, false)),
+        Box::new(vidpose::sinks::standard(None, false)),
         Arc::new(AtomicBool::new(false)),
     )?;
     done.store(true, Ordering::SeqCst);

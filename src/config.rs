@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::models::ModelTask;
+use crate::nn::device::DeviceSpec;
+use crate::pose::codec::HeatmapDecoding;
 use crate::track::{TrackerConfig, TrackerKind};
-use crate::yaml;
+use crate::yaml::{self, BadChoice};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -178,9 +181,10 @@ impl Default for DetectorConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoseConfig {
-    /// `none` (boxes only), `hrnet_w32_256x192`, `hrnet_w32_384x288`, `hrnet_w48_256x192`,
-    /// `hrnet_w48_384x288` (the model cards in `models/`).
-    pub model: String,
+    /// A model card (`hrnet_w32_256x192`, `hrnet_w32_384x288`, `hrnet_w48_256x192`,
+    /// `hrnet_w48_384x288`: the cards in `models/`), or `None` for boxes only (`none` in YAML).
+    #[serde(deserialize_with = "card_or_none")]
+    pub model: Option<String>,
     /// The checkpoint; `None` = the model card's file in `models_dir`.
     pub checkpoint: Option<PathBuf>,
     pub flip_test: bool,
@@ -195,7 +199,7 @@ pub struct PoseConfig {
 impl Default for PoseConfig {
     fn default() -> Self {
         Self {
-            model: "hrnet_w32_256x192".into(),
+            model: Some("hrnet_w32_256x192".into()),
             checkpoint: None,
             flip_test: true,
             decode: HeatmapDecoding::Msra,
@@ -264,9 +268,7 @@ impl Config {
     /// every box comes from files (`detector.kind: boxes`), its detector.
     pub fn models_needed(&self) -> Vec<String> {
         let mut names = Vec::new();
-        if self.pose.model != "none" {
-            names.push(self.pose.model.clone());
-        }
+        names.extend(self.pose.model.clone());
         if self.detector.kind != DetectorKind::Boxes {
             names.push(self.detector.model.clone());
         }
@@ -343,11 +345,22 @@ impl Config {
         }
         // The model cards are the one list of models.
         for (key, task, value, none_allowed) in [
-            ("detector.model", "detect", &self.detector.model, false),
-            ("pose.model", "pose", &self.pose.model, true),
+            (
+                "detector.model",
+                ModelTask::Detect,
+                Some(&self.detector.model),
+                false,
+            ),
+            (
+                "pose.model",
+                ModelTask::Pose,
+                self.pose.model.as_ref(),
+                true,
+            ),
         ] {
             let names = crate::models::card_names(task);
-            if !(names.contains(value) || none_allowed && value == "none") {
+            let Some(value) = value else { continue };
+            if !names.contains(value) {
                 return Err(bad(
                     key,
                     format!(
@@ -362,7 +375,7 @@ impl Config {
             return Err(bad("pose.batch_size", "expected at least 1".into()));
         }
         self.tracker.validate().map_err(|m| bad("tracker", m.0))?;
-        if self.tracker.kind == TrackerKind::Hungarian && self.pose.model == "none" {
+        if self.tracker.kind == TrackerKind::Hungarian && self.pose.model.is_none() {
             return Err(bad(
                 "tracker.kind",
                 "`hungarian` links people by their poses and needs a pose model; with `pose.model: none` use `tracker.kind: given`".into(),
@@ -467,40 +480,6 @@ pub const MAX_CHANNEL_CAPACITY: u64 = 1024;
 /// Most decoded frames alive at once (a 1080p frame is 6 MB).
 pub const MAX_FRAMES_IN_FLIGHT: u64 = 1024;
 
-/// `cpu` or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-}
-
-impl<'de> Deserialize<'de> for DeviceSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_device(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceSpec::Cpu => write!(f, "cpu"),
-            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
-
-/// Heatmap decoding as `pose.decode` names it; the blur kernel of DARK follows from the model's
-/// input size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HeatmapDecoding {
-    /// Argmax and a quarter-pixel shift (MMPose's default).
-    Msra,
-    /// DARK's sub-pixel refinement.
-    Dark,
-}
-
 /// Shard `index` of `count` (`input.shard: I/N`, `--shard I/N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
@@ -516,24 +495,10 @@ impl<'de> Deserialize<'de> for Shard {
     }
 }
 
-/// A value that is not one of a setting's choices; the message says what was expected.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadChoice(pub String);
-
-pub fn parse_device(s: &str) -> Result<DeviceSpec, BadChoice> {
-    if s == "cpu" {
-        return Ok(DeviceSpec::Cpu);
-    }
-    if let Some(n) = s.strip_prefix("cuda:") {
-        if let Ok(n) = n.parse() {
-            return Ok(DeviceSpec::Cuda(n));
-        }
-    }
-    if s == "cuda" {
-        return Ok(DeviceSpec::Cuda(0));
-    }
-    Err(BadChoice(format!("expected `cpu` or `cuda:N`, got `{s}`")))
+/// `pose.model`: a card name, or `none` (also YAML's null) for boxes only.
+fn card_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = Option::<String>::deserialize(d)?;
+    Ok(name.filter(|n| n != "none"))
 }
 
 /// `I/N` with `I < N`.

@@ -17,6 +17,8 @@ pub mod pipeline;
 pub mod pose;
 pub mod posetrack;
 pub mod render;
+pub mod sinks;
+pub mod stages;
 pub mod track;
 pub mod video;
 pub mod yaml;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use vidpose::config::Config;
 use vidpose::models;
-use vidpose::pipeline::{self, metrics, sink};
+use vidpose::pipeline::{self, metrics};
 use vidpose::video::discover;
 
 #[derive(Parser)]
@@ -233,11 +233,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })
         .context("cannot install the Ctrl-C / SIGTERM handler")?;
     }
-    let overlay = config.render.enabled.then_some(sink::OverlaySettings {
-        codec: config.render.codec,
-        crf: config.render.crf,
-    });
-    let sink = Box::new(sink::PoseTrackSink::new(overlay, config.pipeline.progress));
+    let overlay = config
+        .render
+        .enabled
+        .then_some(vidpose::sinks::OverlaySettings {
+            codec: config.render.codec,
+            crf: config.render.crf,
+        });
+    let sink = Box::new(vidpose::sinks::standard(overlay, config.pipeline.progress));
     eprintln!(
         "vidpose: {} video(s) -> {}",
         jobs.len(),
@@ -384,12 +387,7 @@ fn models(args: ModelsArgs) -> Result<ExitCode> {
                     "{:<width$} {:<6} {:<10} {:<8} {}",
                     c.name,
                     c.task,
-                    // pose inputs as height x width (256x192), detector scales as MMDetection
-                    // names them (1333x800: longest x shortest side)
-                    match c.task.as_str() {
-                        "pose" => format!("{}x{}", c.input_size.1, c.input_size.0),
-                        _ => format!("{}x{}", c.input_size.0, c.input_size.1),
-                    },
+                    c.input_label(),
                     if present { "yes" } else { "no" },
                     c.path_in(&args.dir).display()
                 );
@@ -468,10 +466,7 @@ fn bench_pose(
     let config = card
         .pose_config()
         .with_context(|| format!("{model} is not a pose model"))?;
-    let device = vidpose::pipeline::pose_stage::candle_device(
-        vidpose::config::parse_device(device).map_err(anyhow::Error::msg)?,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let device = vidpose::nn::device::parse_device(device)?.open()?;
     let est = vidpose::pose::PoseEstimator::load(
         checkpoint,
         config,

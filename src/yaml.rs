@@ -59,3 +59,7 @@ pub fn set_path(doc: &mut Value, dotted: &str, value: Value) -> Result<(), YamlE
 pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_yaml::from_str(text).map_err(|e| YamlError(e.to_string()))
 }
+/// A value that is not one of a setting's choices; the message says what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadChoice(pub String);

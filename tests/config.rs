@@ -217,7 +217,7 @@ fn detector_settings_are_checked() {
     assert_eq!(c.detector.batch_size, 4);
     // every detector the configuration accepts has a card that builds it
     let cards = vidpose::models::builtin_cards();
-    for name in vidpose::models::card_names("detect") {
+    for name in vidpose::models::card_names(vidpose::models::ModelTask::Detect) {
         let card = vidpose::models::find(&cards, &name).unwrap();
         assert!(card.detector_config().is_some(), "{name}");
         Config::load(None, &[format!("detector.model={name}")]).unwrap();

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use common::*;
 use serde_json::Value;
 use vidpose::config::Config;
-use vidpose::pipeline::{self, sink::PoseTrackSink};
+use vidpose::pipeline;
 use vidpose::pose::PoseOptions;
 use vidpose::posetrack::{Annotation, PoseTrackFile};
 use vidpose::video::discover;
@@ -69,7 +69,7 @@ fn run_vidpose(mode: &str, out: &Path, estimator: vidpose::pose::PoseEstimator) 
         &config,
         jobs,
         Some(Box::new(estimator)),
-        Box::new(PoseTrackSink::new(None, false)),
+        Box::new(vidpose::sinks::standard(None, false)),
         Arc::new(AtomicBool::new(false)),
     )
     .unwrap();

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use vidpose::models::ModelTask;
 
 use sha2::{Digest, Sha256};
 use vidpose::models::{self, ModelError, Verified};
@@ -117,13 +118,15 @@ fn cards_list_fetch_and_verify() {
             c.file.contains(&c.sha256_prefix) && c.url.ends_with(&c.file),
             "{c:?}"
         );
-        match c.task.as_str() {
-            "pose" => assert_eq!(c.pose_config().unwrap().input_size, c.input_size),
-            _ => {
+        match c.task {
+            ModelTask::Pose => {
+                assert_eq!(Some(c.pose_config().unwrap().input_size), c.input_size)
+            }
+            ModelTask::Detect => {
                 let cfg = c.detector_config().unwrap();
                 assert!(c.pose_config().is_none());
                 assert_eq!(cfg.preprocess.scale, (1333, 800));
-                assert_eq!(c.input_size, (1333, 800));
+                assert_eq!(c.image_scale, Some((1333, 800)));
             }
         }
     }
@@ -174,7 +177,7 @@ fn built_in_cards_are_the_repository_cards_and_the_configurable_models() {
         models::load_cards(&repo_models).unwrap()
     );
     let cards = models::builtin_cards();
-    let names = |task: &str| -> Vec<&str> {
+    let names = |task: ModelTask| -> Vec<&str> {
         cards
             .iter()
             .filter(|c| c.task == task)
@@ -182,16 +185,25 @@ fn built_in_cards_are_the_repository_cards_and_the_configurable_models() {
             .collect()
     };
     // The configuration accepts exactly the cards' models.
-    assert_eq!(names("pose"), vidpose::models::card_names("pose"));
-    assert_eq!(names("detect"), vidpose::models::card_names("detect"));
-    for name in names("pose") {
+    assert_eq!(
+        names(ModelTask::Pose),
+        vidpose::models::card_names(ModelTask::Pose)
+    );
+    assert_eq!(
+        names(ModelTask::Detect),
+        vidpose::models::card_names(ModelTask::Detect)
+    );
+    for name in names(ModelTask::Pose) {
         vidpose::config::Config::load(None, &[format!("pose.model={name}")]).unwrap();
     }
     let e = vidpose::config::Config::load(None, &["pose.model=hrnet_w64".into()])
         .unwrap_err()
         .to_string();
-    assert!(names("pose").iter().all(|n| e.contains(n)), "{e}");
-    assert_eq!(names("pose").len() + names("detect").len(), cards.len());
+    assert!(names(ModelTask::Pose).iter().all(|n| e.contains(n)), "{e}");
+    assert_eq!(
+        names(ModelTask::Pose).len() + names(ModelTask::Detect).len(),
+        cards.len()
+    );
 }
 
 #[test]
@@ -269,14 +281,32 @@ fn a_missing_checkpoint_says_how_to_get_it() {
         ],
     )
     .unwrap();
-    let err = vidpose::pipeline::detect_stage::load_detector(&config)
-        .unwrap_err()
-        .to_string();
+    use vidpose::models::load::{self, ModelSource, PoseSettings};
+    let err = load::detector(ModelSource {
+        card: &config.detector.model,
+        checkpoint: config.detector.checkpoint.as_deref(),
+        models_dir: &config.models_dir,
+        device: config.device,
+    })
+    .unwrap_err()
+    .to_string();
     assert!(err.starts_with("detector checkpoint"), "{err}");
-    let err = vidpose::pipeline::pose_stage::load_pose_model(&config)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = load::pose_model(
+        ModelSource {
+            card: config.pose.model.as_deref().unwrap(),
+            checkpoint: config.pose.checkpoint.as_deref(),
+            models_dir: &config.models_dir,
+            device: config.device,
+        },
+        PoseSettings {
+            flip_test: config.pose.flip_test,
+            decode: config.pose.decode,
+            batch_size: config.pose.batch_size,
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.starts_with("pose checkpoint") && err.contains("pose.checkpoint"),
         "{err}"

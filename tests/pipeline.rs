@@ -11,9 +11,10 @@ use std::time::Duration;
 use common::*;
 use vidpose::config::Config;
 use vidpose::pipeline::messages::{Frame, VideoMeta};
-use vidpose::pipeline::sink::{FrameSink, OverlaySettings, PoseTrackSink};
+use vidpose::pipeline::sink::FrameSink;
 use vidpose::pipeline::{self, RunReport};
 use vidpose::posetrack::PoseTrackFile;
+use vidpose::sinks::OverlaySettings;
 use vidpose::video::{discover, encode::VideoCodec};
 
 /// An annotation file giving `video` one box per frame for `frames` frames.
@@ -85,7 +86,7 @@ fn run(config: &Config, inputs: &[PathBuf], sink: Box<dyn FrameSink>) -> RunRepo
 }
 
 fn default_sink() -> Box<dyn FrameSink> {
-    Box::new(PoseTrackSink::new(None, false))
+    Box::new(vidpose::sinks::standard(None, false))
 }
 
 /// Records the frames it gets, slowly.
@@ -101,7 +102,10 @@ impl FrameSink for SlowSink {
     ) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         Ok(())
     }
-    fn frame(&mut self, frame: Frame) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
+    fn frame(
+        &mut self,
+        frame: &mut Frame,
+    ) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         std::thread::sleep(self.delay);
         self.seen
             .lock()
@@ -296,7 +300,7 @@ fn png_frames_of_a_posetrack_sequence_are_named_png() {
 }
 
 fn overlay_sink() -> Box<dyn FrameSink> {
-    Box::new(PoseTrackSink::new(
+    Box::new(vidpose::sinks::standard(
         Some(OverlaySettings {
             codec: VideoCodec::Auto,
             crf: 23,
@@ -512,7 +516,7 @@ struct CentreModel {
     fail_on_call: Option<usize>,
 }
 
-impl vidpose::pipeline::pose_stage::PoseModel for CentreModel {
+impl vidpose::stages::pose::PoseModel for CentreModel {
     fn estimate(
         &mut self,
         items: &[(&vidpose::image::RgbImage, vidpose::geometry::BBox)],
@@ -636,7 +640,7 @@ impl FrameSink for CancellingSink {
     ) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         Ok(())
     }
-    fn frame(&mut self, _: Frame) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
+    fn frame(&mut self, _: &mut Frame) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
         self.frames += 1;
         if self.frames == 3 {
             self.cancel.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::*;
 use vidpose::config::Config;
 use vidpose::geometry::BBox;
-use vidpose::pipeline::{self, sink::PoseTrackSink};
+use vidpose::pipeline;
 use vidpose::pose::PoseOptions;
 use vidpose::posetrack::PoseTrackFile;
 use vidpose::video::discover;
@@ -33,7 +33,7 @@ fn run_with_narrow_model(inputs: &[PathBuf], overrides: &[String], flip: bool) {
         &config,
         jobs,
         Some(Box::new(narrow_estimator(options))),
-        Box::new(PoseTrackSink::new(None, false)),
+        Box::new(vidpose::sinks::standard(None, false)),
         Arc::new(AtomicBool::new(false)),
     )
     .unwrap();

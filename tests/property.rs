@@ -91,7 +91,7 @@ fn posetrack_and_coco_annotation_files_never_panic() {
     ] {
         property(name, fixture(rel), 256, |p| {
             let _ = vidpose::posetrack::PoseTrackFile::read(p);
-            let _ = vidpose::detect::given::GivenBoxes::load(p, None, 0.4);
+            let _ = vidpose::posetrack::boxes::GivenBoxes::load(p, None, 0.4);
         });
     }
 }
@@ -105,7 +105,7 @@ fn detection_files_never_panic() {
         fixture("samples/posetrack18/annotations/test_posetrack18_human_detections.json"),
         256,
         |p| {
-            if let Ok(boxes) = vidpose::detect::given::GivenBoxes::load(p, Some(&images), 0.4) {
+            if let Ok(boxes) = vidpose::posetrack::boxes::GivenBoxes::load(p, Some(&images), 0.4) {
                 let _ = boxes.persons("012834_mpii_test", 0, 1920, 1080);
             }
         },

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use vidpose::detect::given::GivenBoxes;
+use vidpose::posetrack::boxes::GivenBoxes;
 use vidpose::posetrack::PoseTrackFile;
 
 #[test]

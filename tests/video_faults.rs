@@ -456,7 +456,7 @@ fn two_images_with_one_number_fail_only_their_sequence() {
         ],
     )
     .unwrap();
-    let sink = Box::new(vidpose::pipeline::sink::PoseTrackSink::new(None, false));
+    let sink = Box::new(vidpose::sinks::standard(None, false));
     let report =
         vidpose::pipeline::run(&config, jobs, sink, Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(report.failed.len(), 1, "{:?}", report.failed);

@@ -1,9 +1,8 @@
-//! Person detection: boxes given in files, or MMDetection's Cascade R-CNN.
+//! Person detection: MMDetection's Cascade R-CNN.
 
 pub mod box_coder;
 pub mod cascade;
 pub mod fpn;
-pub mod given;
 mod layers;
 pub mod ops;
 pub mod preprocess;

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::permits::Permit;
-use crate::detect::given::GivenBoxes;
+use crate::detect::DetectError;
 use crate::person::Person;
 use crate::posetrack;
-use crate::video::{DecodedFrame, StreamInfo, VideoJob};
+use crate::posetrack::boxes::GivenBoxes;
+use crate::track::TrackError;
+use crate::video::{DecodedFrame, StreamInfo, VideoError, VideoJob};
 
 /// A video being processed, shared by all its frames.
 #[derive(Debug)]
@@ -39,8 +41,9 @@ pub struct Frame {
 }
 
 /// Why a video failed, by the stage that found it. The message is for the user; control flow
-/// looks only at the kind (an interrupted video is not a broken one).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// looks only at the kind (an interrupted video is not a broken one). The stages' own errors
+/// travel inside, shared (`Arc`) because one batch failure fails every video in the batch.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum VideoFailure {
     /// Stopped by Ctrl-C / SIGTERM or `--fail-fast` before it was complete.
     #[error("interrupted")]
@@ -49,33 +52,44 @@ pub enum VideoFailure {
     #[error("{0}")]
     Plan(String),
     /// The video or a frame could not be read.
-    #[error("{0}")]
-    Decode(String),
+    #[error(transparent)]
+    Decode(Arc<VideoError>),
     /// The boxes file disagrees with the decoded video.
     #[error("{0}")]
     Boxes(String),
-    #[error("detector: {0}")]
-    Detect(String),
+    /// The detector failed on a frame.
+    #[error("detector: frame {frame}: {source}")]
+    Detect {
+        /// The frame's number.
+        frame: u64,
+        /// What the detector reported.
+        source: Arc<DetectError>,
+    },
+    /// The pose model failed on a batch holding this video's people.
     #[error("pose model: {0}")]
-    Pose(String),
+    Pose(Arc<dyn std::error::Error + Send + Sync>),
+    /// The tracker could not link the video's people.
     #[error("tracking: {0}")]
-    Track(String),
+    Track(Arc<TrackError>),
     /// The output could not be written.
     #[error("{0}")]
     Output(String),
 }
 
+impl VideoFailure {
+    /// Whether the video was stopped rather than broken.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, VideoFailure::Interrupted)
+    }
+}
+
+/// What a stage receives and sends: a video's start, its frames in order, its end.
 #[derive(Debug)]
 pub enum Msg {
+    /// A video begins; its frames follow.
     Start(Arc<VideoMeta>),
+    /// One decoded frame.
     Frame(Box<Frame>),
     /// The video ended: `Err` carries why it failed; its output must not be written.
     End(Arc<VideoMeta>, Result<(), VideoFailure>),
-}
-
-/// A message with its position in the run, so order can be restored after parallel stages.
-#[derive(Debug)]
-pub struct Envelope {
-    pub seq: u64,
-    pub msg: Msg,
 }

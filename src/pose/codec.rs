@@ -2,7 +2,32 @@
 //!
 //! Heatmaps are `K x H x W` f32 slices (row-major), one instance at a time.
 
+use serde::Deserialize;
+
 use crate::pose::crop::CropBox;
+
+/// Heatmap decoding as `pose.decode` names it; the blur kernel of DARK follows from the model's
+/// input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeatmapDecoding {
+    /// Argmax and a quarter-pixel shift (MMPose's default).
+    Msra,
+    /// DARK's sub-pixel refinement.
+    Dark,
+}
+
+impl HeatmapDecoding {
+    /// The decoding for a model whose input is `input_height` pixels high: MMPose's DARK
+    /// kernel follows the heatmap sigma of each input size (2 at 256x192, 3 at 384x288).
+    pub fn for_input_height(self, input_height: usize) -> Decoding {
+        match self {
+            HeatmapDecoding::Msra => Decoding::Msra,
+            HeatmapDecoding::Dark if input_height >= 384 => Decoding::Dark { blur_kernel: 17 },
+            HeatmapDecoding::Dark => Decoding::Dark { blur_kernel: 11 },
+        }
+    }
+}
 
 /// How keypoint locations are refined from the heatmap maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -80,8 +80,8 @@ impl Default for TrackerConfig {
 
 impl TrackerConfig {
     /// Checks the values; the message names the key.
-    pub fn validate(&self) -> Result<(), crate::config::BadChoice> {
-        use crate::config::BadChoice;
+    pub fn validate(&self) -> Result<(), crate::yaml::BadChoice> {
+        use crate::yaml::BadChoice;
         let finite_non_negative = [
             ("oks_weight", self.oks_weight),
             ("iou_weight", self.iou_weight),

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::format::{self, PoseTrackFile};
 use crate::geometry::BBox;
 use crate::person::Person;
-use crate::posetrack::{self, PoseTrackFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BoxesError {
@@ -26,7 +26,7 @@ pub enum BoxesError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error(transparent)]
-    PoseTrack(#[from] posetrack::PoseTrackError),
+    PoseTrack(#[from] format::PoseTrackError),
 }
 
 /// A frame is named by its sequence (folder or video stem) and its number.
@@ -85,7 +85,7 @@ impl GivenBox {
 /// of plain person boxes (a common way to hand boxes over) give nothing. Keypoint datasets
 /// (PoseTrack, COCO keypoints) give every annotation `keypoints`, so keeping box-only ones
 /// changes nothing there.
-fn skipped_by_mmpose(ann: &posetrack::Annotation) -> Option<&'static str> {
+fn skipped_by_mmpose(ann: &format::Annotation) -> Option<&'static str> {
     let keypoints = ann.keypoints.as_ref()?;
     if ann.extra.get("iscrowd").is_some_and(json_truthy) {
         return Some("crowd (`iscrowd`)");
@@ -132,7 +132,7 @@ pub struct GivenBoxes {
     /// Files of a boxes folder that could not be used, with why.
     unreadable: Vec<String>,
     boxes: HashMap<FrameKey, Vec<GivenBox>>,
-    images: HashMap<FrameKey, posetrack::Image>,
+    images: HashMap<FrameKey, format::Image>,
 }
 
 /// One entry of a COCO detection-results list.
@@ -173,11 +173,9 @@ fn read_json(path: &Path) -> Result<serde_json::Value, BoxesError> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_slice(posetrack::format::strip_bom(&bytes)).map_err(|source| {
-        BoxesError::NotJson {
-            path: path.to_path_buf(),
-            source,
-        }
+    serde_json::from_slice(format::strip_bom(&bytes)).map_err(|source| BoxesError::NotJson {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -417,7 +415,7 @@ impl GivenBoxes {
     }
 
     /// The annotation file's image entry for a frame, if it has one.
-    pub fn image(&self, seq: &str, number: u64) -> Option<&posetrack::Image> {
+    pub fn image(&self, seq: &str, number: u64) -> Option<&format::Image> {
         self.images.get(&(seq.to_string(), number))
     }
 

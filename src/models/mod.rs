@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub mod load;
+
 use crate::detect::CascadeRcnnConfig;
 use crate::pose::{HrNetConfig, PoseModelConfig};
 
@@ -63,22 +65,50 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
     }
 }
 
+/// What a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelTask {
+    /// Keypoints of a person box (HRNet).
+    Pose,
+    /// Person boxes in a frame (Cascade R-CNN).
+    Detect,
+}
+
+impl std::fmt::Display for ModelTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelTask::Pose => "pose",
+            ModelTask::Detect => "detect",
+        })
+    }
+}
+
 /// One `models/<name>.yaml`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ModelCard {
+    /// The name configurations use (`pose.model`, `detector.model`).
     pub name: String,
-    pub task: String,
-    /// `hrnet-w32`, `hrnet-w48`, ...
+    /// Pose model or detector.
+    pub task: ModelTask,
+    /// `hrnet-w32`, `hrnet-w48`, `cascade-rcnn-x101-64x4d-fpn`, ...
     pub architecture: String,
-    /// Model input (width, height).
-    pub input_size: (u32, u32),
+    /// Pose models: the crop fed to the model, (width, height).
+    #[serde(default)]
+    pub input_size: Option<(u32, u32)>,
+    /// Detectors: the frame is resized to fit (longest side, shortest side), keeping its ratio.
+    #[serde(default)]
+    pub image_scale: Option<(u32, u32)>,
+    /// Where the published checkpoint is downloaded from.
     pub url: String,
     /// File name under the models directory.
     pub file: String,
     /// Leading hex digits of the file's sha256.
     pub sha256_prefix: String,
+    /// The MMPose config the checkpoint was trained with.
     #[serde(default)]
     pub mmpose_config: Option<String>,
+    /// The MMDetection config the checkpoint was trained with.
     #[serde(default)]
     pub mmdet_config: Option<String>,
 }
@@ -87,15 +117,15 @@ impl ModelCard {
     /// The pose model this card describes, for `hrnet-wN` pose cards.
     pub fn pose_config(&self) -> Option<PoseModelConfig> {
         let width: usize = self.architecture.strip_prefix("hrnet-w")?.parse().ok()?;
-        (self.task == "pose").then(|| PoseModelConfig {
+        (self.task == ModelTask::Pose).then_some(PoseModelConfig {
             backbone: HrNetConfig::with_width(width),
-            input_size: self.input_size,
+            input_size: self.input_size?,
         })
     }
 
     /// The detector this card describes, for Cascade R-CNN cards.
     pub fn detector_config(&self) -> Option<CascadeRcnnConfig> {
-        if self.task != "detect" {
+        if self.task != ModelTask::Detect {
             return None;
         }
         match self.architecture.as_str() {
@@ -105,6 +135,17 @@ impl ModelCard {
         }
     }
 
+    /// The input as MMPose and MMDetection name it: pose crops as height x width (256x192),
+    /// detector scales as longest x shortest side (1333x800).
+    pub fn input_label(&self) -> String {
+        match (self.input_size, self.image_scale) {
+            (Some((w, h)), _) => format!("{h}x{w}"),
+            (None, Some((long, short))) => format!("{long}x{short}"),
+            (None, None) => "-".into(),
+        }
+    }
+
+    /// Where the checkpoint lies in `dir`.
     pub fn path_in(&self, dir: &Path) -> PathBuf {
         dir.join(&self.file)
     }
@@ -133,7 +174,7 @@ impl ModelCard {
 
 /// The names of the built-in cards for `task` (`pose`, `detect`), in card order: the models a
 /// configuration may name.
-pub fn card_names(task: &str) -> Vec<String> {
+pub fn card_names(task: ModelTask) -> Vec<String> {
     builtin_cards()
         .into_iter()
         .filter(|c| c.task == task)
@@ -168,27 +209,27 @@ pub fn builtin_cards() -> Vec<ModelCard> {
     const CARDS: [(&str, &str); 6] = [
         (
             "cascade_rcnn_r50_fpn_1x_coco.yaml",
-            include_str!("../models/cascade_rcnn_r50_fpn_1x_coco.yaml"),
+            include_str!("../../models/cascade_rcnn_r50_fpn_1x_coco.yaml"),
         ),
         (
             "cascade_rcnn_x101_64x4d_fpn_20e_coco.yaml",
-            include_str!("../models/cascade_rcnn_x101_64x4d_fpn_20e_coco.yaml"),
+            include_str!("../../models/cascade_rcnn_x101_64x4d_fpn_20e_coco.yaml"),
         ),
         (
             "hrnet_w32_256x192.yaml",
-            include_str!("../models/hrnet_w32_256x192.yaml"),
+            include_str!("../../models/hrnet_w32_256x192.yaml"),
         ),
         (
             "hrnet_w32_384x288.yaml",
-            include_str!("../models/hrnet_w32_384x288.yaml"),
+            include_str!("../../models/hrnet_w32_384x288.yaml"),
         ),
         (
             "hrnet_w48_256x192.yaml",
-            include_str!("../models/hrnet_w48_256x192.yaml"),
+            include_str!("../../models/hrnet_w48_256x192.yaml"),
         ),
         (
             "hrnet_w48_384x288.yaml",
-            include_str!("../models/hrnet_w48_384x288.yaml"),
+            include_str!("../../models/hrnet_w48_384x288.yaml"),
         ),
     ];
     CARDS

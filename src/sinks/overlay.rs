@@ -1,0 +1,111 @@
+//! The overlay video: each frame with its people drawn, encoded next to the JSON. It is extra:
+//! when it cannot be made (a 1x1 video, a full disk) the JSON is still written, and the user is
+//! told.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::pipeline::messages::{Frame, VideoFailure, VideoMeta};
+use crate::pipeline::sink::FrameSink;
+use crate::video::encode::{OverlayWriter, VideoCodec};
+
+/// How overlay videos are encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct OverlaySettings {
+    /// The encoder.
+    pub codec: VideoCodec,
+    /// Quality (lower is better), 0..=51.
+    pub crf: u32,
+}
+
+/// One video's overlay under construction.
+#[derive(Default)]
+struct Open {
+    /// The writer and the frame size it was opened with.
+    writer: Option<(OverlayWriter, u32, u32)>,
+    failed: bool,
+}
+
+/// Writes `<output>/<video>.mp4` per finished video.
+pub struct OverlaySink {
+    settings: OverlaySettings,
+    open: Open,
+}
+
+impl OverlaySink {
+    /// A sink encoding with `settings`.
+    pub fn new(settings: OverlaySettings) -> Self {
+        Self {
+            settings,
+            open: Open::default(),
+        }
+    }
+
+    fn give_up(&mut self, video: &VideoMeta, why: impl std::fmt::Display) {
+        tracing::warn!("{}: no overlay video: {why}", video.job.name);
+        self.open.writer = None;
+        self.open.failed = true;
+    }
+}
+
+impl FrameSink for OverlaySink {
+    fn start(&mut self, _video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
+        self.open = Open::default();
+        Ok(())
+    }
+
+    fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
+        let Some(path) = &frame.video.output_video else {
+            return Ok(());
+        };
+        if self.open.writer.is_none() && !self.open.failed {
+            let img = &frame.decoded.image;
+            match OverlayWriter::create(
+                path,
+                img.width,
+                img.height,
+                frame.video.info.fps,
+                self.settings.codec,
+                self.settings.crf,
+            ) {
+                Ok(w) => self.open.writer = Some((w, img.width, img.height)),
+                Err(e) => self.give_up(&frame.video, e),
+            }
+        }
+        let Some((writer, width, height)) = self.open.writer.as_mut() else {
+            return Ok(());
+        };
+        for p in &frame.persons {
+            crate::render::draw_person(&mut frame.decoded.image, p);
+        }
+        // A frame of another size than the first is fitted in, not cut off.
+        let image = &frame.decoded.image;
+        let written = if (image.width, image.height) == (*width, *height) {
+            writer.write(image)
+        } else {
+            writer.write(&crate::render::fit_into(image, *width, *height))
+        };
+        if let Err(e) = written {
+            self.give_up(&frame.video, e);
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
+        let open = std::mem::take(&mut self.open);
+        let Some((writer, ..)) = open.writer else {
+            return Ok(Vec::new());
+        };
+        if !ok {
+            // Dropping the writer removes its temporary file.
+            return Ok(Vec::new());
+        }
+        match writer.finish() {
+            Ok(path) => Ok(vec![path]),
+            Err(e) => {
+                tracing::warn!("{}: no overlay video: {e}", video.job.name);
+                Ok(Vec::new())
+            }
+        }
+    }
+}

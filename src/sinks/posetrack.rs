@@ -1,0 +1,65 @@
+//! The PoseTrack 2018 JSON of each video, written atomically when the video ends well.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::pipeline::messages::{Frame, VideoFailure, VideoMeta};
+use crate::pipeline::sink::FrameSink;
+use crate::posetrack::submission::{annotations, image_entry, FramePlace, Submission};
+
+/// Writes `<output>/<video>.json` per finished video.
+#[derive(Default)]
+pub struct PoseTrackSink {
+    open: Option<Submission>,
+}
+
+impl PoseTrackSink {
+    /// A sink with no video started.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl FrameSink for PoseTrackSink {
+    fn start(&mut self, _video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
+        self.open = Some(Submission::default());
+        Ok(())
+    }
+
+    fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
+        let open = self
+            .open
+            .as_mut()
+            .ok_or_else(|| VideoFailure::Output("a frame came before its video started".into()))?;
+        let image = match &frame.reference_image {
+            Some(reference) => reference.clone(),
+            None => image_entry(
+                &frame.video.job,
+                FramePlace {
+                    index: frame.index,
+                    number: frame.decoded.number,
+                    file_name: &frame.decoded.file_name,
+                },
+            ),
+        };
+        open.push(
+            image,
+            annotations(&frame.persons),
+            frame.reference_image.is_some(),
+        );
+        Ok(())
+    }
+
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
+        let Some(open) = self.open.take() else {
+            return Ok(Vec::new());
+        };
+        if !ok {
+            return Ok(Vec::new());
+        }
+        open.finish()
+            .write_atomic(&video.output_json)
+            .map_err(|e| VideoFailure::Output(e.to_string()))?;
+        Ok(vec![video.output_json.clone()])
+    }
+}

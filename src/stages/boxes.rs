@@ -1,0 +1,103 @@
+//! Boxes from files: each frame's people looked up in its video's boxes or annotation file.
+
+use std::collections::HashSet;
+
+use crate::pipeline::messages::{Msg, VideoFailure};
+use crate::pipeline::metrics::StageMetrics;
+use crate::pipeline::stage::Stage;
+
+/// Person boxes looked up in the video's box file. Checks at the end of each video that the
+/// file has no boxes for frames the video does not have.
+pub struct GivenBoxesStage {
+    seen: HashSet<u64>,
+    name: &'static str,
+}
+
+impl GivenBoxesStage {
+    /// The stage that gives the people: `detect` in the metrics.
+    pub fn new() -> Self {
+        Self::named("detect")
+    }
+
+    /// Before the detector (`detector.kind: auto`), where `detect` names the detector.
+    pub fn named(name: &'static str) -> Self {
+        Self {
+            seen: Default::default(),
+            name,
+        }
+    }
+}
+
+impl Default for GivenBoxesStage {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stage for GivenBoxesStage {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
+        match msg {
+            Msg::Start(v) => {
+                self.seen.clear();
+                out.push(Msg::Start(v));
+            }
+            Msg::Frame(mut frame) => {
+                metrics.batches += 1;
+                if let Some(boxes) = &frame.video.boxes {
+                    let name = &frame.video.job.name;
+                    let number = frame.decoded.number;
+                    let image = &frame.decoded.image;
+                    frame.persons = boxes
+                        .persons(name, number, image.width, image.height)
+                        .into_iter()
+                        .map(|(mut p, track)| {
+                            p.track_id = track.and_then(|t| u64::try_from(t).ok());
+                            p
+                        })
+                        .collect();
+                    frame.reference_image = boxes.image(name, number).cloned();
+                }
+                self.seen.insert(frame.decoded.number);
+                out.push(Msg::Frame(frame));
+            }
+            Msg::End(v, Ok(())) => {
+                let outcome = match &v.boxes {
+                    Some(boxes) => {
+                        let orphans: Vec<u64> = boxes
+                            .frames_with_boxes(&v.job.name)
+                            .into_iter()
+                            .filter(|n| !self.seen.contains(n))
+                            .collect();
+                        if orphans.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(VideoFailure::Boxes(format!(
+                                "{}: has boxes for frame(s) {} of `{}`, which the video does not have ({} frames decoded)",
+                                boxes.source().display(),
+                                list_numbers(&orphans),
+                                v.job.name,
+                                self.seen.len()
+                            )))
+                        }
+                    }
+                    None => Ok(()),
+                };
+                out.push(Msg::End(v, outcome));
+            }
+            end @ Msg::End(..) => out.push(end),
+        }
+    }
+}
+
+fn list_numbers(n: &[u64]) -> String {
+    let shown: Vec<String> = n.iter().take(5).map(|x| x.to_string()).collect();
+    if n.len() > 5 {
+        format!("{}, ... ({} in all)", shown.join(", "), n.len())
+    } else {
+        shown.join(", ")
+    }
+}

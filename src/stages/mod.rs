@@ -1,0 +1,10 @@
+//! The concrete stages of a run, in chain order: decode (`source`), boxes from files
+//! (`boxes`), the detector (`detect`), the pose model (`pose`), tracking (`track`). Each one
+//! implements [`crate::pipeline::stage::Stage`] (or is the source) and knows nothing of the
+//! configuration: `pipeline::build` gives it its settings.
+
+pub mod boxes;
+pub mod detect;
+pub mod pose;
+pub mod source;
+pub mod track;
