@@ -3,7 +3,7 @@
 //! PNG reduced to 8-bit RGB the same way, EXIF orientation applied.
 
 mod jpeg;
-pub mod orientation;
+pub(crate) mod orientation;
 mod png;
 
 use std::path::{Path, PathBuf};

@@ -7,17 +7,17 @@
 //! `crate::stages`, the sinks in `crate::sinks`. `build` and `plan` turn a configuration into
 //! a plan and a chain, and run it.
 
-pub mod batching;
-pub mod build;
+pub(crate) mod batching;
+pub(crate) mod build;
 pub mod messages;
 pub mod metrics;
-pub mod outputs;
-pub mod permits;
-pub mod plan;
-pub mod report;
-pub mod run;
+pub(crate) mod outputs;
+pub(crate) mod permits;
+pub(crate) mod plan;
+pub(crate) mod report;
+pub(crate) mod run;
 pub mod sink;
-pub mod stage;
+pub(crate) mod stage;
 
 pub use build::{needs_detector, run, run_with_models, run_with_pose, PipelineError};
 pub use report::{RunReport, VideoOutcome};

@@ -3,9 +3,9 @@
 
 pub mod codec;
 pub mod crop;
-pub mod estimator;
-pub mod head;
-pub mod hrnet;
+pub(crate) mod estimator;
+pub(crate) mod head;
+pub(crate) mod hrnet;
 
 pub use codec::Decoding;
 pub use estimator::{PoseError, PoseEstimator, PoseModelConfig, PoseOptions};

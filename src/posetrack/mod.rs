@@ -5,7 +5,7 @@
 pub mod boxes;
 pub mod eval;
 pub mod format;
-pub mod sequence;
-pub mod submission;
+pub(crate) mod sequence;
+pub(crate) mod submission;
 
 pub use format::{Annotation, Category, Image, PoseTrackError, PoseTrackFile};

@@ -3,8 +3,8 @@
 //! implements [`crate::pipeline::stage::Stage`] (or is the source) and knows nothing of the
 //! configuration: `pipeline::build` gives it its settings.
 
-pub mod boxes;
-pub mod detect;
+pub(crate) mod boxes;
+pub(crate) mod detect;
 pub mod pose;
-pub mod source;
-pub mod track;
+pub(crate) mod source;
+pub(crate) mod track;

@@ -4,9 +4,9 @@
 //! to the live tracks by OKS and box IoU ([`similarity`]) with an optimal assignment, starts tracks
 //! for the poses left over and ends tracks unseen for too long.
 
-pub mod nms;
-pub mod similarity;
-pub mod tracker;
+pub(crate) mod nms;
+pub(crate) mod similarity;
+pub(crate) mod tracker;
 
 pub use tracker::{
     apply_keypoint_threshold, TrackError, Tracker, TrackerConfig, TrackerKind, MAX_TRACK_ID,
