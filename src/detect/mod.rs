@@ -4,7 +4,6 @@ pub mod box_coder;
 pub mod cascade;
 pub mod fpn;
 pub mod given;
-mod layers;
 pub mod ops;
 pub mod preprocess;
 pub mod resnet;

@@ -7,8 +7,8 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::box_coder::{decode, level_anchors};
-use super::layers::Conv;
 use super::ops::{batched_nms, nms::argsort_desc};
+use crate::nn::conv::{Conv, ConvSpec};
 
 /// Test-time settings (MMDetection's `test_cfg.rpn`).
 #[derive(Debug, Clone, PartialEq)]
@@ -63,9 +63,12 @@ impl RpnHead {
     ) -> Result<Self> {
         let a = cfg.anchor_ratios.len();
         Ok(Self {
-            conv: Conv::with_bias(vb.pp("rpn_conv"), channels, feat_channels, 3, true)?,
-            cls: Conv::with_bias(vb.pp("rpn_cls"), feat_channels, a, 1, false)?,
-            reg: Conv::with_bias(vb.pp("rpn_reg"), feat_channels, a * 4, 1, false)?,
+            conv: Conv::with_bias(
+                vb.pp("rpn_conv"),
+                ConvSpec::k3(channels, feat_channels, 1, true),
+            )?,
+            cls: Conv::with_bias(vb.pp("rpn_cls"), ConvSpec::k1(feat_channels, a, false))?,
+            reg: Conv::with_bias(vb.pp("rpn_reg"), ConvSpec::k1(feat_channels, a * 4, false))?,
             num_anchors: a,
             cfg,
         })
