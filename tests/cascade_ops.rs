@@ -4,6 +4,7 @@
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 use vidpose::detect::ops::{self, nms::argsort_desc, RoiAlign};
+use vidpose::geometry::BBox;
 
 #[derive(Deserialize)]
 struct Fixture {
@@ -65,7 +66,12 @@ fn sort_orders_ties_like_torch() {
 #[test]
 fn nms_matches_mmcv() {
     for case in fixture().nms {
-        let keep = ops::nms(&case.boxes, &case.scores, case.iou_threshold);
+        let boxes: Vec<BBox> = case
+            .boxes
+            .iter()
+            .map(|b| BBox::new(b[0], b[1], b[2], b[3]))
+            .collect();
+        let keep = ops::nms(&boxes, &case.scores, case.iou_threshold);
         assert_eq!(keep, case.keep, "case {}", case.name);
         // the same through the candle op
         let rows: Vec<f32> = case

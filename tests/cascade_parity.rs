@@ -56,6 +56,17 @@ fn rows4(t: &Tensor) -> Vec<[f32; 4]> {
         .collect()
 }
 
+/// The library's boxes as rows, the layout of the reference tensors compared below.
+fn corners(boxes: &[BBox]) -> Vec<[f32; 4]> {
+    boxes.iter().map(|b| [b.x1, b.y1, b.x2, b.y2]).collect()
+}
+
+fn bboxes(rows: &[[f32; 4]]) -> Vec<BBox> {
+    rows.iter()
+        .map(|r| BBox::new(r[0], r[1], r[2], r[3]))
+        .collect()
+}
+
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     BBox::new(a[0], a[1], a[2], a[3]).iou(&BBox::new(b[0], b[1], b[2], b[3]))
 }
@@ -260,7 +271,7 @@ fn check_against(
     let (want_boxes, want_scores) = boxes_and_scores(props);
     let rpn = compare(
         "rpn proposals",
-        &trace.proposals.boxes,
+        &corners(&trace.proposals.boxes),
         &want_boxes,
         &trace.proposals.scores,
         &want_scores,
@@ -278,7 +289,8 @@ fn check_against(
         .collect();
     for (s, st) in trace.stages.iter().enumerate() {
         let want = rows4(&r[&format!("stage{s}_rois")]);
-        let rois: Vec<[f32; 4]> = order.iter().map(|&j| st.rois[j]).collect();
+        let st_rois = corners(&st.rois);
+        let rois: Vec<[f32; 4]> = order.iter().map(|&j| st_rois[j]).collect();
         compare(
             &format!("stage {s} rois"),
             &rois,
@@ -319,7 +331,7 @@ fn check_against(
                 .collect();
             worst.sort_by(|a, b| b.0.total_cmp(&a.0));
             for (err, k) in worst.iter().take(8) {
-                let r = st.rois[order[*k]];
+                let r = st_rois[order[*k]];
                 println!(
                     "  row {k}: err {err:.3e} roi {r:?} size {:.1}",
                     ((r[2] - r[0]) * (r[3] - r[1])).sqrt()
@@ -363,7 +375,7 @@ fn check_against(
     );
     let ours_derived = detections_of(
         &ours_flipped,
-        &trace.stages[last].rois,
+        &corners(&trace.stages[last].rois),
         &trace.stages[last].deltas,
         stds,
         &trace.meta,
@@ -426,8 +438,12 @@ fn detections_of(
 ) -> Vec<usize> {
     let pick = |v: &[[f32; 4]]| rows.iter().map(|&k| v[k]).collect::<Vec<_>>();
     let (h, w) = meta.img_shape;
-    let boxes =
-        vidpose::detect::box_coder::decode(&pick(rois), &pick(deltas), stds, (h as f32, w as f32));
+    let boxes = vidpose::detect::box_coder::decode(
+        &bboxes(&pick(rois)),
+        &pick(deltas),
+        stds,
+        (h as f32, w as f32),
+    );
     let (sx, sy) = (
         (1.0 / meta.scale_factor.0) as f32,
         (1.0 / meta.scale_factor.1) as f32,
@@ -435,7 +451,7 @@ fn detections_of(
     (0..dets.len())
         .filter(|&i| {
             boxes.iter().any(|b| {
-                let b = [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
+                let b = [b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy];
                 b.iter().zip(&dets[i]).all(|(x, y)| (x - y).abs() <= 0.05)
             })
         })
@@ -452,7 +468,7 @@ fn check_heads_alone(model: &CascadeRcnn, meta: &ImageMeta, r: &HashMap<String, 
     let p = model.rpn().forward(&fpn, meta.img_shape).unwrap();
     compare(
         "  rpn proposals",
-        &p.boxes,
+        &corners(&p.boxes),
         &want_boxes,
         &p.scores,
         &want_scores,
@@ -461,12 +477,12 @@ fn check_heads_alone(model: &CascadeRcnn, meta: &ImageMeta, r: &HashMap<String, 
     );
     let out = model
         .roi_head()
-        .forward(&fpn[..4], &want_boxes, meta.img_shape)
+        .forward(&fpn[..4], &bboxes(&want_boxes), meta.img_shape)
         .unwrap();
     for (s, st) in out.stages.iter().enumerate() {
         compare(
             &format!("  stage {s} rois"),
-            &st.rois,
+            &corners(&st.rois),
             &rows4(&r[&format!("stage{s}_rois")]),
             &[],
             &[],
@@ -481,7 +497,7 @@ fn check_heads_alone(model: &CascadeRcnn, meta: &ImageMeta, r: &HashMap<String, 
     let got: Vec<[f32; 4]> = out
         .boxes
         .iter()
-        .map(|b| [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy])
+        .map(|b| [b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy])
         .collect();
     let ws: Vec<f32> = r["det_scores"].to_vec1().unwrap();
     compare(

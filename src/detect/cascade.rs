@@ -373,7 +373,7 @@ impl CascadeRcnn {
             .zip(&out.scores)
             .zip(&out.labels)
             .map(|((b, &score), &label)| Detection {
-                bbox: BBox::new(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy),
+                bbox: BBox::new(b.x1 * sx, b.y1 * sy, b.x2 * sx, b.y2 * sy),
                 score,
                 label,
             })

@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::Conv;
+use crate::nn::conv::{Conv, ConvSpec};
 
 #[derive(Debug, Clone)]
 pub struct Fpn {
@@ -22,17 +22,11 @@ impl Fpn {
         for (i, &c) in in_channels.iter().enumerate() {
             lateral.push(Conv::with_bias(
                 vl.pp(i).pp("conv"),
-                c,
-                out_channels,
-                1,
-                false,
+                ConvSpec::k1(c, out_channels, false),
             )?);
             output.push(Conv::with_bias(
                 vo.pp(i).pp("conv"),
-                out_channels,
-                out_channels,
-                3,
-                false,
+                ConvSpec::k3(out_channels, out_channels, 1, false),
             )?);
         }
         Ok(Self { lateral, output })

@@ -3,7 +3,6 @@
 pub mod box_coder;
 pub mod cascade;
 pub mod fpn;
-mod layers;
 pub mod ops;
 pub mod preprocess;
 pub mod resnet;

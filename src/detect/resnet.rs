@@ -8,7 +8,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::layers::Conv;
+use crate::nn::conv::{Conv, ConvSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResNetConfig {
@@ -79,29 +79,28 @@ impl Bottleneck {
         stride: usize,
     ) -> Result<Self> {
         let (width, c_out) = (cfg.width(stage), cfg.out_channels(stage));
-        let conv1 = Conv::with_bn(vb.pp("conv1"), vb.pp("bn1"), c_in, width, 1, 1, 1, true)?;
+        let conv1 = Conv::with_bn(
+            vb.pp("conv1"),
+            vb.pp("bn1"),
+            ConvSpec::k1(c_in, width, true),
+        )?;
         let conv2 = Conv::with_bn(
             vb.pp("conv2"),
             vb.pp("bn2"),
-            width,
-            width,
-            3,
-            stride,
-            cfg.groups,
-            true,
+            ConvSpec::k3(width, width, stride, true).grouped(cfg.groups),
         )?;
-        let conv3 = Conv::with_bn(vb.pp("conv3"), vb.pp("bn3"), width, c_out, 1, 1, 1, false)?;
+        let conv3 = Conv::with_bn(
+            vb.pp("conv3"),
+            vb.pp("bn3"),
+            ConvSpec::k1(width, c_out, false),
+        )?;
         let downsample = if stride != 1 || c_in != c_out {
             let ds = vb.pp("downsample");
+            // a strided 1x1 projection
             Some(Conv::with_bn(
                 ds.pp("0"),
                 ds.pp("1"),
-                c_in,
-                c_out,
-                1,
-                stride,
-                1,
-                false,
+                ConvSpec::square(c_in, c_out, 1, stride, false),
             )?)
         } else {
             None
@@ -136,12 +135,7 @@ impl ResNet {
         let stem = Conv::with_bn(
             vb.pp("conv1"),
             vb.pp("bn1"),
-            3,
-            cfg.base_channels,
-            7,
-            2,
-            1,
-            true,
+            ConvSpec::square(3, cfg.base_channels, 7, 2, true),
         )?;
         let mut c_in = cfg.base_channels;
         let mut stages = Vec::new();

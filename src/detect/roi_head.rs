@@ -7,8 +7,9 @@
 use candle_core::{Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
-use super::box_coder::decode;
+use super::box_coder::{decode, Deltas};
 use super::ops::{batched_nms, roi_align, RoiAlign};
+use crate::geometry::BBox;
 
 /// Test-time settings of the box head (MMDetection's `test_cfg.rcnn` and head config).
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +19,7 @@ pub struct RoiHeadConfig {
     /// Foreground classes; the logits have one more (background, last).
     pub num_classes: usize,
     /// Delta scales of each stage.
-    pub stage_stds: Vec<[f32; 4]>,
+    pub stage_stds: Vec<Deltas>,
     /// Strides of the levels RoIs are pooled from (P2..P5).
     pub strides: Vec<usize>,
     /// Boxes of about this side (input pixels) come from the finest level.
@@ -80,15 +81,15 @@ impl BoxHead {
 /// What each stage saw and produced, for parity checks.
 #[derive(Debug, Clone, Default)]
 pub struct StageTrace {
-    pub rois: Vec<[f32; 4]>,
+    pub rois: Vec<BBox>,
     pub cls_logits: Vec<Vec<f32>>,
-    pub deltas: Vec<[f32; 4]>,
+    pub deltas: Vec<Deltas>,
 }
 
 /// Final detections in resized-image pixels, best first.
 #[derive(Debug, Clone, Default)]
 pub struct HeadOutput {
-    pub boxes: Vec<[f32; 4]>,
+    pub boxes: Vec<BBox>,
     pub scores: Vec<f32>,
     pub labels: Vec<usize>,
     pub stages: Vec<StageTrace>,
@@ -111,11 +112,11 @@ impl CascadeRoiHead {
     }
 
     /// FPN level of each RoI: `floor(log2(sqrt(area) / finest_scale))`, clamped.
-    fn levels(&self, rois: &[[f32; 4]]) -> Vec<usize> {
+    fn levels(&self, rois: &[BBox]) -> Vec<usize> {
         let top = self.cfg.strides.len() as f32 - 1.0;
         rois.iter()
             .map(|r| {
-                let scale = ((r[2] - r[0]) * (r[3] - r[1])).sqrt();
+                let scale = (r.width() * r.height()).sqrt();
                 (scale / self.cfg.finest_scale + 1e-6)
                     .log2()
                     .floor()
@@ -125,7 +126,7 @@ impl CascadeRoiHead {
     }
 
     /// 7x7 features of every RoI, each from its level, in RoI order.
-    fn pool(&self, feats: &[Tensor], rois: &[[f32; 4]], device: &Device) -> Result<Tensor> {
+    fn pool(&self, feats: &[Tensor], rois: &[BBox], device: &Device) -> Result<Tensor> {
         let levels = self.levels(rois);
         let mut parts = Vec::new();
         let mut order = Vec::with_capacity(rois.len());
@@ -134,9 +135,10 @@ impl CascadeRoiHead {
             if idx.is_empty() {
                 continue;
             }
+            // RoIAlign's input layout: one `(batch, x1, y1, x2, y2)` row per RoI
             let rows: Vec<f32> = idx
                 .iter()
-                .flat_map(|&i| [0.0, rois[i][0], rois[i][1], rois[i][2], rois[i][3]])
+                .flat_map(|&i| [0.0, rois[i].x1, rois[i].y1, rois[i].x2, rois[i].y2])
                 .collect();
             let t = Tensor::from_vec(rows, (idx.len(), 5), device)?;
             parts.push(roi_align(&feats[lvl], &t, RoiAlign::mmdet(stride))?);
@@ -156,7 +158,7 @@ impl CascadeRoiHead {
     pub fn forward(
         &self,
         feats: &[Tensor],
-        proposals: &[[f32; 4]],
+        proposals: &[BBox],
         img_shape: (usize, usize),
     ) -> Result<HeadOutput> {
         let max_shape = (img_shape.0 as f32, img_shape.1 as f32);
@@ -167,7 +169,7 @@ impl CascadeRoiHead {
         let mut last_deltas = Vec::new();
         for (s, head) in self.heads.iter().enumerate() {
             let (cls, reg) = head.forward(&self.pool(feats, &rois, device)?)?;
-            let deltas: Vec<[f32; 4]> = reg
+            let deltas: Vec<Deltas> = reg
                 .to_vec2::<f32>()?
                 .into_iter()
                 .map(|d| [d[0], d[1], d[2], d[3]])
@@ -210,9 +212,9 @@ impl CascadeRoiHead {
     #[allow(clippy::type_complexity)]
     fn multiclass_nms(
         &self,
-        boxes: &[[f32; 4]],
+        boxes: &[BBox],
         scores: &[Vec<f32>],
-    ) -> (Vec<[f32; 4]>, Vec<f32>, Vec<usize>) {
+    ) -> (Vec<BBox>, Vec<f32>, Vec<usize>) {
         let (mut cb, mut cs, mut cl) = (Vec::new(), Vec::new(), Vec::new());
         for (b, row) in boxes.iter().zip(scores) {
             for (c, &p) in row.iter().take(self.cfg.num_classes).enumerate() {

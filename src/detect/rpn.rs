@@ -6,9 +6,10 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::box_coder::{decode, level_anchors};
-use super::layers::Conv;
+use super::box_coder::{decode, level_anchors, Deltas};
 use super::ops::{batched_nms, nms::argsort_desc};
+use crate::geometry::BBox;
+use crate::nn::conv::{Conv, ConvSpec};
 
 /// Test-time settings (MMDetection's `test_cfg.rpn`).
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +41,7 @@ impl Default for RpnConfig {
 /// Proposals in resized-image pixels, best first.
 #[derive(Debug, Clone, Default)]
 pub struct Proposals {
-    pub boxes: Vec<[f32; 4]>,
+    pub boxes: Vec<BBox>,
     pub scores: Vec<f32>,
 }
 
@@ -63,9 +64,12 @@ impl RpnHead {
     ) -> Result<Self> {
         let a = cfg.anchor_ratios.len();
         Ok(Self {
-            conv: Conv::with_bias(vb.pp("rpn_conv"), channels, feat_channels, 3, true)?,
-            cls: Conv::with_bias(vb.pp("rpn_cls"), feat_channels, a, 1, false)?,
-            reg: Conv::with_bias(vb.pp("rpn_reg"), feat_channels, a * 4, 1, false)?,
+            conv: Conv::with_bias(
+                vb.pp("rpn_conv"),
+                ConvSpec::k3(channels, feat_channels, 1, true),
+            )?,
+            cls: Conv::with_bias(vb.pp("rpn_cls"), ConvSpec::k1(feat_channels, a, false))?,
+            reg: Conv::with_bias(vb.pp("rpn_reg"), ConvSpec::k1(feat_channels, a * 4, false))?,
             num_anchors: a,
             cfg,
         })
@@ -92,8 +96,8 @@ impl RpnHead {
             debug_assert_eq!(anchors.len(), h * w * a);
             let mut order = argsort_desc(&s);
             order.truncate(self.cfg.nms_pre);
-            let sel_anchors: Vec<[f32; 4]> = order.iter().map(|&i| anchors[i]).collect();
-            let sel_deltas: Vec<[f32; 4]> = order
+            let sel_anchors: Vec<BBox> = order.iter().map(|&i| anchors[i]).collect();
+            let sel_deltas: Vec<Deltas> = order
                 .iter()
                 .map(|&i| {
                     [
@@ -110,9 +114,9 @@ impl RpnHead {
         }
         let min = self.cfg.min_box_size;
         let valid: Vec<usize> = (0..boxes.len())
-            .filter(|&i| boxes[i][2] - boxes[i][0] > min && boxes[i][3] - boxes[i][1] > min)
+            .filter(|&i| boxes[i].width() > min && boxes[i].height() > min)
             .collect();
-        let boxes: Vec<[f32; 4]> = valid.iter().map(|&i| boxes[i]).collect();
+        let boxes: Vec<BBox> = valid.iter().map(|&i| boxes[i]).collect();
         let scores: Vec<f32> = valid.iter().map(|&i| scores[i]).collect();
         let levels: Vec<usize> = valid.iter().map(|&i| levels[i]).collect();
         let mut keep = batched_nms(&boxes, &scores, &levels, self.cfg.iou_threshold);

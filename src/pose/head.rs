@@ -5,18 +5,21 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::nn::conv::ConvBias;
+use crate::nn::conv::{Conv, ConvSpec};
 
 #[derive(Debug, Clone)]
 pub struct HeatmapHead {
-    final_layer: ConvBias,
+    final_layer: Conv,
 }
 
 impl HeatmapHead {
     /// `vb` at `head` (0.x `keypoint_head` keys are renamed on load).
     pub fn new(vb: VarBuilder, in_channels: usize, num_keypoints: usize) -> Result<Self> {
         Ok(Self {
-            final_layer: ConvBias::new(vb.pp("final_layer"), in_channels, num_keypoints)?,
+            final_layer: Conv::with_bias(
+                vb.pp("final_layer"),
+                ConvSpec::k1(in_channels, num_keypoints, false),
+            )?,
         })
     }
 }

@@ -13,7 +13,7 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::nn::conv::{ConvBn, ConvSpec};
+use crate::nn::conv::{Conv, ConvSpec};
 use crate::nn::cpu_conv::AddUpsampled;
 
 /// Stem width, fixed in MMPose's HRNet.
@@ -57,10 +57,10 @@ impl HrNetConfig {
 /// 1x1 → 3x3 → 1x1 residual block with expansion 4 (`layer1`).
 #[derive(Debug, Clone)]
 struct Bottleneck {
-    conv1: ConvBn,
-    conv2: ConvBn,
-    conv3: ConvBn,
-    downsample: Option<ConvBn>,
+    conv1: Conv,
+    conv2: Conv,
+    conv3: Conv,
+    downsample: Option<Conv>,
 }
 
 impl Bottleneck {
@@ -68,7 +68,7 @@ impl Bottleneck {
         let c_out = mid * EXPANSION;
         let downsample = if c_in != c_out {
             let d = vb.pp("downsample");
-            Some(ConvBn::new(
+            Some(Conv::with_bn(
                 d.pp("0"),
                 d.pp("1"),
                 ConvSpec::k1(c_in, c_out, false),
@@ -77,13 +77,13 @@ impl Bottleneck {
             None
         };
         Ok(Self {
-            conv1: ConvBn::new(vb.pp("conv1"), vb.pp("bn1"), ConvSpec::k1(c_in, mid, true))?,
-            conv2: ConvBn::new(
+            conv1: Conv::with_bn(vb.pp("conv1"), vb.pp("bn1"), ConvSpec::k1(c_in, mid, true))?,
+            conv2: Conv::with_bn(
                 vb.pp("conv2"),
                 vb.pp("bn2"),
                 ConvSpec::k3(mid, mid, 1, true),
             )?,
-            conv3: ConvBn::new(
+            conv3: Conv::with_bn(
                 vb.pp("conv3"),
                 vb.pp("bn3"),
                 ConvSpec::k1(mid, c_out, false),
@@ -107,15 +107,15 @@ impl Module for Bottleneck {
 /// 3x3 → 3x3 residual block (HR module branches; input and output widths are equal).
 #[derive(Debug, Clone)]
 struct BasicBlock {
-    conv1: ConvBn,
-    conv2: ConvBn,
+    conv1: Conv,
+    conv2: Conv,
 }
 
 impl BasicBlock {
     fn new(vb: VarBuilder, c: usize) -> Result<Self> {
         Ok(Self {
-            conv1: ConvBn::new(vb.pp("conv1"), vb.pp("bn1"), ConvSpec::k3(c, c, 1, true))?,
-            conv2: ConvBn::new(vb.pp("conv2"), vb.pp("bn2"), ConvSpec::k3(c, c, 1, false))?,
+            conv1: Conv::with_bn(vb.pp("conv1"), vb.pp("bn1"), ConvSpec::k3(c, c, 1, true))?,
+            conv2: Conv::with_bn(vb.pp("conv2"), vb.pp("bn2"), ConvSpec::k3(c, c, 1, false))?,
         })
     }
 }
@@ -128,7 +128,7 @@ impl Module for BasicBlock {
 
 /// A chain of conv+BN layers applied in order.
 #[derive(Debug, Clone)]
-struct Chain(Vec<ConvBn>);
+struct Chain(Vec<Conv>);
 
 impl Module for Chain {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -146,7 +146,7 @@ enum Fuse {
     /// j == i.
     Identity,
     /// j > i: 1x1 conv to C_i, BN, nearest upsampling by 2^(j-i).
-    Up { conv: ConvBn, factor: usize },
+    Up { conv: Conv, factor: usize },
     /// j < i: (i-j) stride-2 3x3 conv+BN steps; ReLU after all but the last.
     Down(Chain),
 }
@@ -157,7 +157,7 @@ impl Fuse {
         Ok(match j.cmp(&i) {
             Ordering::Equal => Fuse::Identity,
             Ordering::Greater => Fuse::Up {
-                conv: ConvBn::new(
+                conv: Conv::with_bn(
                     vb.pp("0"),
                     vb.pp("1"),
                     ConvSpec::k1(widths[j], widths[i], false),
@@ -171,7 +171,7 @@ impl Fuse {
                         let last = k == steps - 1;
                         let c_out = if last { widths[i] } else { widths[j] };
                         let s = vb.pp(k.to_string());
-                        ConvBn::new(
+                        Conv::with_bn(
                             s.pp("0"),
                             s.pp("1"),
                             ConvSpec::k3(widths[j], c_out, 2, !last),
@@ -299,8 +299,8 @@ impl HrModule {
 /// The HRNet backbone.
 #[derive(Debug, Clone)]
 pub struct HrNet {
-    conv1: ConvBn,
-    conv2: ConvBn,
+    conv1: Conv,
+    conv2: Conv,
     layer1: Vec<Bottleneck>,
     /// `transitions[s][i]` opens branch i of stage s+2 (None: the branch passes through).
     transitions: Vec<Vec<Option<Chain>>>,
@@ -310,12 +310,12 @@ pub struct HrNet {
 impl HrNet {
     /// Build from a `VarBuilder` positioned at the backbone (`backbone.` keys).
     pub fn new(vb: VarBuilder, cfg: &HrNetConfig) -> Result<Self> {
-        let conv1 = ConvBn::new(
+        let conv1 = Conv::with_bn(
             vb.pp("conv1"),
             vb.pp("bn1"),
             ConvSpec::k3(3, STEM_CHANNELS, 2, true),
         )?;
-        let conv2 = ConvBn::new(
+        let conv2 = Conv::with_bn(
             vb.pp("conv2"),
             vb.pp("bn2"),
             ConvSpec::k3(STEM_CHANNELS, STEM_CHANNELS, 2, true),
@@ -396,7 +396,7 @@ fn transition(vb: VarBuilder, prev: &[usize], cur: &[usize]) -> Result<Vec<Optio
                 if cur[i] == prev[i] {
                     return Ok(None);
                 }
-                let l = ConvBn::new(
+                let l = Conv::with_bn(
                     vb.pp("0"),
                     vb.pp("1"),
                     ConvSpec::k3(prev[i], cur[i], 1, true),
@@ -409,7 +409,7 @@ fn transition(vb: VarBuilder, prev: &[usize], cur: &[usize]) -> Result<Vec<Optio
                 .map(|k| {
                     let c_out = if k == steps - 1 { cur[i] } else { c };
                     let s = vb.pp(k.to_string());
-                    ConvBn::new(s.pp("0"), s.pp("1"), ConvSpec::k3(c, c_out, 2, true))
+                    Conv::with_bn(s.pp("0"), s.pp("1"), ConvSpec::k3(c, c_out, 2, true))
                 })
                 .collect::<Result<_>>()?;
             Ok(Some(Chain(layers)))

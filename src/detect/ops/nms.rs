@@ -9,13 +9,13 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
+use crate::geometry::BBox;
+
 /// Indices of the kept boxes, highest score first.
-pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
+pub fn nms(boxes: &[BBox], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
     let order = argsort_desc(scores);
-    let areas: Vec<f32> = boxes
-        .iter()
-        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
-        .collect();
+    // unclamped, as mmcv computes them (not `BBox::area`, which is 0 for inverted boxes)
+    let areas: Vec<f32> = boxes.iter().map(|b| b.width() * b.height()).collect();
     let mut alive = vec![true; order.len()];
     let mut keep = Vec::new();
     for a in 0..order.len() {
@@ -30,10 +30,7 @@ pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f32) -> Vec<usize>
                 continue;
             }
             let j = order[b];
-            let bj = boxes[j];
-            let w = (bi[2].min(bj[2]) - bi[0].max(bj[0])).max(0.0);
-            let h = (bi[3].min(bj[3]) - bi[1].max(bj[1])).max(0.0);
-            let inter = w * h;
+            let inter = bi.intersection(&boxes[j]);
             // 0/0 for two empty boxes is NaN, which (like in mmcv) suppresses nothing
             if inter / (areas[i] + areas[j] - inter) > iou_threshold {
                 alive[b] = false;
@@ -50,7 +47,7 @@ pub fn nms(boxes: &[[f32; 4]], scores: &[f32], iou_threshold: f32) -> Vec<usize>
 /// coordinates in f32, so the two paths can differ in the last bit of an IoU, and matching
 /// the reference means taking the same path.
 pub fn batched_nms(
-    boxes: &[[f32; 4]],
+    boxes: &[BBox],
     scores: &[f32],
     labels: &[usize],
     iou_threshold: f32,
@@ -60,14 +57,14 @@ pub fn batched_nms(
     }
     let max = boxes
         .iter()
-        .flat_map(|b| b.iter().copied())
+        .flat_map(|b| [b.x1, b.y1, b.x2, b.y2])
         .fold(f32::NEG_INFINITY, f32::max);
-    let shifted: Vec<[f32; 4]> = boxes
+    let shifted: Vec<BBox> = boxes
         .iter()
         .zip(labels)
         .map(|(b, &l)| {
             let off = l as f32 * (max + 1.0);
-            [b[0] + off, b[1] + off, b[2] + off, b[3] + off]
+            BBox::new(b.x1 + off, b.y1 + off, b.x2 + off, b.y2 + off)
         })
         .collect();
     const SPLIT_THRESHOLD: usize = 10_000;
@@ -80,7 +77,7 @@ pub fn batched_nms(
     let mut keep = Vec::new();
     for c in classes {
         let members: Vec<usize> = (0..boxes.len()).filter(|&i| labels[i] == c).collect();
-        let b: Vec<[f32; 4]> = members.iter().map(|&i| shifted[i]).collect();
+        let b: Vec<BBox> = members.iter().map(|&i| shifted[i]).collect();
         let s: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
         keep.extend(nms(&b, &s, iou_threshold).into_iter().map(|k| members[k]));
     }
@@ -273,9 +270,9 @@ impl CustomOp1 for Nms {
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::msg("nms input must be contiguous"))?;
         let rows = &data[start..end];
-        let boxes: Vec<[f32; 4]> = rows
+        let boxes: Vec<BBox> = rows
             .chunks_exact(5)
-            .map(|r| [r[0], r[1], r[2], r[3]])
+            .map(|r| BBox::new(r[0], r[1], r[2], r[3]))
             .collect();
         let scores: Vec<f32> = rows.chunks_exact(5).map(|r| r[4]).collect();
         let keep: Vec<u32> = nms(&boxes, &scores, self.iou_threshold)
@@ -296,15 +293,19 @@ pub fn nms_tensor(dets: &Tensor, iou_threshold: f32) -> Result<Tensor> {
 mod tests {
     use super::*;
 
+    fn b(x1: f32, y1: f32, x2: f32, y2: f32) -> BBox {
+        BBox::new(x1, y1, x2, y2)
+    }
+
     #[test]
     fn suppresses_strictly_above_threshold() {
         // IoU of the first two is exactly 0.5: kept at threshold 0.5, dropped below
         let boxes = [
-            [0.0, 0.0, 2.0, 1.0],
-            [1.0, 0.0, 3.0, 1.0],
-            [0.0, 0.0, 2.0, 1.0],
+            b(0.0, 0.0, 2.0, 1.0),
+            b(1.0, 0.0, 3.0, 1.0),
+            b(0.0, 0.0, 2.0, 1.0),
         ];
-        let boxes2 = [[0.0, 0.0, 3.0, 1.0], [1.0, 0.0, 4.0, 1.0]];
+        let boxes2 = [b(0.0, 0.0, 3.0, 1.0), b(1.0, 0.0, 4.0, 1.0)];
         assert_eq!(nms(&boxes2, &[0.9, 0.8], 0.5), vec![0, 1]);
         assert_eq!(nms(&boxes2, &[0.9, 0.8], 0.4), vec![0]);
         assert_eq!(nms(&boxes, &[0.5, 0.1, 0.6], 0.7), vec![2, 1]);
@@ -313,9 +314,9 @@ mod tests {
     #[test]
     fn classes_do_not_interact() {
         let boxes = [
-            [0.0, 0.0, 10.0, 10.0],
-            [0.0, 0.0, 10.0, 10.0],
-            [1.0, 1.0, 10.0, 10.0],
+            b(0.0, 0.0, 10.0, 10.0),
+            b(0.0, 0.0, 10.0, 10.0),
+            b(1.0, 1.0, 10.0, 10.0),
         ];
         let keep = batched_nms(&boxes, &[0.3, 0.9, 0.5], &[0, 1, 0], 0.5);
         assert_eq!(keep, vec![1, 2]);

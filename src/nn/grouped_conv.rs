@@ -7,7 +7,7 @@
 //! Output channels of a group are contiguous in NCHW, so the groups write disjoint slices and
 //! need no gathering afterwards.
 
-use crate::nn::cpu_conv::CpuConv;
+use super::cpu_conv::CpuConv;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
