@@ -1,5 +1,6 @@
 """PyTorch + MMDetection side of scripts/bench_cascade.sh: writes the 1333x800 frame for
-vidpose, then times one `inference_detector` call on it (after loading the checkpoint)."""
+vidpose (PNG, lossless), then times one `inference_detector` call on it (after loading the
+checkpoint)."""
 import argparse
 import json
 import os
@@ -24,9 +25,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from mmdet.apis import inference_detector, init_detector
-    from safetensors.torch import save_file
     img = cv2.resize(fx._frame_bgr(), (1333, 800), interpolation=cv2.INTER_LINEAR)
-    save_file({'image_rgb': torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1]))}, args.frame_out)
+    assert args.frame_out.endswith('.png'), 'the frame is written as PNG'
+    assert cv2.imwrite(args.frame_out, img)
+    assert np.array_equal(cv2.imread(args.frame_out, cv2.IMREAD_COLOR), img)
     model = init_detector(fx._mmdet_cfg(fx.FULL_CFGS[args.arch]), args.checkpoint, device='cpu')
     with torch.no_grad():
         t0 = time.perf_counter()

@@ -6,17 +6,19 @@ MMPose 0.x key layout (`backbone.*`, `keypoint_head.final_layer.*`):
   small (default): a narrow, shallow HRNet (stage-1 bottleneck width 8, branch
       widths 4/8/16/32 (FIXTURE_WIDTH), one block per branch, 1/2/2 modules in
       stages 2-4, input 128x96) on a quarter-resolution cut-out of a real
-      PoseTrack18 frame; weights rounded to float16-exact values so the f16
-      copies below hold exactly the same numbers.  Written to
-      tests/fixtures/hrnet/ and committed (about 1.8 MB):
-        frame.ppm                 RGB pixels both sides use (cv2 decode, resize, cut)
-        hrnet_w8_zip.pth          torch.save zip format, {'state_dict', 'meta'}
-        hrnet_w8_legacy.pth       same, legacy non-zip format
-        hrnet_w8_1x.safetensors   same tensors, MMPose 1.x head keys (`head.`)
+      PoseTrack18 frame; weights rounded to float16-exact values, so that the
+      float16 copies the tests write (legacy .pth with 0.x keys, safetensors
+      with 1.x keys: tests/common) hold exactly the same numbers.  Written to
+      tests/fixtures/hrnet/ and committed (about 1.1 MB):
+        frame.png                 BGR->RGB pixels both sides use (cv2 decode, resize,
+                                  cut), stored losslessly
+        hrnet_w4_zip.pth          torch.save zip format, {'state_dict', 'meta'}
         reference.json            boxes, centre/scale, keypoints and scores
                                   (flip test on/off, DARK decoding)
         reference.safetensors     uint8 crops, heatmaps (no flip, flip-averaged)
         dark_synthetic.safetensors  Gaussian-blob heatmaps and MMPose's DARK decoding
+      Checkpoint formats themselves (dtypes, views, wrappers) are tested on the
+      tiny files of scripts/make_checkpoint_fixtures.py.
 
   --full w32|w48: the seed architectures at their real input size (256x192,
       384x288) on the full 1920x1080 frame with its ground-truth boxes; written
@@ -146,11 +148,10 @@ def gt_boxes():
             if a['image_id'] == img_id and a.get('bbox')]
 
 
-def write_ppm(path, bgr):
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-    with open(path, 'wb') as f:
-        f.write(b'P6\n%d %d\n255\n' % (rgb.shape[1], rgb.shape[0]))
-        f.write(rgb.tobytes())
+def write_png(path, bgr):
+    """Lossless: the test reads back exactly these pixels."""
+    assert cv2.imwrite(path, bgr, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert np.array_equal(cv2.imread(path, cv2.IMREAD_COLOR), bgr)
 
 
 def to_image(kp_in, input_size, center, scale):
@@ -224,25 +225,14 @@ def write_dark_synthetic(out_dir):
               os.path.join(out_dir, 'dark_synthetic.safetensors'))
 
 
-def save_checkpoints(model, out_dir, stem, legacy):
+def save_checkpoint(model, out_dir, stem):
     # MMPose 1.x names the head `head.`; the published 0.x files say `keypoint_head.`
     sd = {('keypoint_head.' + k[5:] if k.startswith('head.') else k): v.detach().contiguous()
           for k, v in model.state_dict().items()}
     meta = dict(mmpose_version=mmpose.__version__, note='random init, vidpose parity fixture')
-    paths = [os.path.join(out_dir, f'{stem}_zip.pth')]
-    torch.save({'state_dict': sd, 'meta': meta}, paths[0])
-    if legacy:
-        # the two extra copies hold float16 tensors (half the size; the values
-        # are f16-exact, see round_to_half) and exercise dtype conversion
-        sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
-        paths.append(os.path.join(out_dir, f'{stem}_legacy.pth'))
-        torch.save({'state_dict': sd, 'meta': meta}, paths[1],
-                   _use_new_zipfile_serialization=False)
-        from safetensors.torch import save_file
-        sd1 = {k.replace('keypoint_head.', 'head.'): v for k, v in sd.items()}
-        paths.append(os.path.join(out_dir, f'{stem}_1x.safetensors'))
-        save_file(sd1, paths[-1])
-    return paths
+    path = os.path.join(out_dir, f'{stem}_zip.pth')
+    torch.save({'state_dict': sd, 'meta': meta}, path)
+    return path
 
 
 def build(cfg, ckpt=None):
@@ -279,15 +269,15 @@ def main():
         b = np.asarray(boxes[0]) / 4 - [x0, y0, x0, y0]
         boxes = [b.tolist(), [120.5, -30.25, 230.0, 150.75]]
         stem = f'hrnet_w{WIDTH}'
-    write_ppm(os.path.join(args.out, 'frame.ppm'), img)
+    write_png(os.path.join(args.out, 'frame.png'), img)
     torch.manual_seed(0)
     model = build(cfg)
     randomise(model, img, seed=1)
     if not args.full:
         round_to_half(model)
-    paths = save_checkpoints(model, args.out, stem, legacy=not args.full)
-    model = build(cfg, paths[0])  # official loading path (0.x keys renamed on load)
-    saved = torch.load(paths[0], map_location='cpu')['state_dict']
+    path = save_checkpoint(model, args.out, stem)
+    model = build(cfg, path)  # official loading path (0.x keys renamed on load)
+    saved = torch.load(path, map_location='cpu')['state_dict']
     for k, v in model.state_dict().items():
         assert torch.equal(v, saved[k.replace('head.', 'keypoint_head.', 1)
                                     if k.startswith('head.') else k]), k

@@ -14,7 +14,7 @@ archs=("$@")
 [ ${#archs[@]} -eq 0 ] && archs=(w32 w48)
 for arch in "${archs[@]}"; do
   dir="$OUT/$arch"
-  if [ ! -f "$dir/reference.json" ]; then
+  if [ ! -f "$dir/reference.json" ] || [ ! -f "$dir/frame.png" ]; then
     echo "== MMPose reference for $arch -> $dir"
     "$PY" scripts/make_hrnet_fixtures.py --full "$arch" --out "$dir"
   fi

@@ -77,6 +77,16 @@ pub fn synthetic_frame(width: u32, height: u32) -> RgbImage {
     }
 }
 
+/// What [`detect_times`] measured.
+#[derive(Debug, Clone)]
+pub struct DetectTimes {
+    /// One per timed run, for the whole batch.
+    pub runs: Vec<Duration>,
+    /// Persons the detector found in the frame (last run), to compare with another
+    /// implementation on the same checkpoint.
+    pub detections: usize,
+}
+
 /// Times `runs` detector calls on a batch of `batch` copies of `frame` (resize, network, box
 /// post-processing), after `warmup` untimed ones.
 pub fn detect_times(
@@ -85,16 +95,22 @@ pub fn detect_times(
     batch: usize,
     warmup: usize,
     runs: usize,
-) -> Result<Vec<Duration>, DetectError> {
+) -> Result<DetectTimes, DetectError> {
     let frames: Vec<&RgbImage> = vec![frame; batch.max(1)];
-    let mut times = Vec::with_capacity(runs);
+    let mut times = DetectTimes {
+        runs: Vec::with_capacity(runs),
+        detections: 0,
+    };
     for i in 0..warmup + runs {
         let started = Instant::now();
-        for result in model.detect_batch(&frames) {
-            std::hint::black_box(result?);
+        for (n, result) in model.detect_batch(&frames).into_iter().enumerate() {
+            let found = std::hint::black_box(result?);
+            if n == 0 {
+                times.detections = found.len();
+            }
         }
         if i >= warmup {
-            times.push(started.elapsed());
+            times.runs.push(started.elapsed());
         }
     }
     Ok(times)

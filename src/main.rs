@@ -132,8 +132,8 @@ enum BenchCommand {
         device: String,
     },
     /// Time the person detector end to end (resize, network, box post-processing) on one
-    /// frame; prints the median and every run in milliseconds per batch. RAYON_NUM_THREADS
-    /// sets the CPU threads.
+    /// frame; prints the median and every run in milliseconds per batch, the model's load
+    /// time and the persons found. RAYON_NUM_THREADS sets the CPU threads.
     Detect(DetectBenchArgs),
     /// Decode a video (or image folder) to RGB as fast as possible and print frames/s.
     Decode {
@@ -523,13 +523,13 @@ fn bench_detect(args: DetectBenchArgs) -> Result<ExitCode> {
         Some(path) => vidpose::bench::first_frame(path)?,
         None => vidpose::bench::synthetic_frame(1920, 1080),
     };
+    let started = std::time::Instant::now();
     let model =
         vidpose::detect::CascadeRcnn::load(&args.checkpoint, &config, &candle_core::Device::Cpu)?;
-    let mut ms: Vec<f64> =
-        vidpose::bench::detect_times(&model, &frame, args.batch, args.warmup, args.runs.max(1))?
-            .iter()
-            .map(|d| d.as_secs_f64() * 1e3)
-            .collect();
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let times =
+        vidpose::bench::detect_times(&model, &frame, args.batch, args.warmup, args.runs.max(1))?;
+    let mut ms: Vec<f64> = times.runs.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     let all = ms.clone();
     ms.sort_by(f64::total_cmp);
     let median = ms[ms.len() / 2];
@@ -538,6 +538,8 @@ fn bench_detect(args: DetectBenchArgs) -> Result<ExitCode> {
         "image": [frame.width, frame.height],
         "batch": args.batch.max(1),
         "threads": rayon::current_num_threads(),
+        "load_ms": load_ms,
+        "detections": times.detections,
         "median_ms": median,
         "median_ms_per_frame": median / args.batch.max(1) as f64,
         "runs_ms": all,

@@ -21,7 +21,7 @@ fn detector_timing_runs_every_batch() {
         "deterministic"
     );
     let times = vidpose::bench::detect_times(&model, &frame, 2, 1, 3).unwrap();
-    assert_eq!(times.len(), 3);
+    assert_eq!(times.runs.len(), 3);
     // a frame the detector refuses is an error, not a time
     let degenerate = vidpose::bench::synthetic_frame(8000, 8);
     assert!(vidpose::bench::detect_times(&model, &degenerate, 1, 0, 1).is_err());

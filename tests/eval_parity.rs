@@ -146,7 +146,7 @@ fn real_ground_truth_against_itself_scores_100() {
         assert_eq!(report.ap.ap[j], 100.0, "joint {j}");
     }
     // One labeled frame per sequence: poseval cannot score tracking there, nor can we.
-    let reason = report.mot.unwrap_err();
+    let reason = report.mot.unwrap_err().to_string();
     assert!(reason.contains("only one labeled frame"), "{reason}");
 }
 

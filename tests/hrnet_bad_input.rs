@@ -1,18 +1,20 @@
 //! Damaged checkpoints, mismatched architectures and unusual boxes: errors that say what is
 //! wrong, or documented results — never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use common::NarrowCheckpoint;
 use vidpose::geometry::BBox;
 use vidpose::image::RgbImage;
 use vidpose::nn::{Checkpoint, CheckpointError};
 use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/hrnet")
-        .join(name)
+/// The narrow HRNet fixture in `format` (written into `dir` unless it is the committed zip).
+fn fixture(format: NarrowCheckpoint, dir: &tempfile::TempDir) -> PathBuf {
+    common::narrow_hrnet_checkpoint(format, dir.path())
 }
 
 /// The architecture of the committed fixtures.
@@ -37,12 +39,10 @@ fn load(path: &Path, config: PoseModelConfig) -> Result<PoseEstimator, String> {
 #[test]
 fn truncated_checkpoints_are_errors() {
     let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "hrnet_w4_zip.pth",
-        "hrnet_w4_legacy.pth",
-        "hrnet_w4_1x.safetensors",
-    ] {
-        let bytes = std::fs::read(fixture(name)).unwrap();
+    for format in common::NARROW_CHECKPOINTS {
+        let path = fixture(format, &dir);
+        let name = path.file_name().unwrap().to_string_lossy();
+        let bytes = std::fs::read(&path).unwrap();
         for frac in [0.0, 0.001, 0.1, 0.5, 0.9, 0.999] {
             let cut = ((bytes.len() as f64) * frac) as usize;
             let p = dir.path().join(format!("cut-{cut}-{name}"));
@@ -72,7 +72,10 @@ fn wider_model_than_checkpoint_names_key_and_shapes() {
     // like W48 weights into a W32 model: same keys, other widths
     let mut cfg = fixture_config();
     cfg.backbone.widths = [8, 16, 32, 64];
-    let msg = load(&fixture("hrnet_w4_zip.pth"), cfg).err().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let msg = load(&fixture(NarrowCheckpoint::Zip, &dir), cfg)
+        .err()
+        .unwrap();
     assert!(msg.contains("hrnet_w4_zip.pth"), "{msg}");
     assert!(msg.contains("backbone.transition1.0.0.weight"), "{msg}");
     assert!(
@@ -85,7 +88,8 @@ fn wider_model_than_checkpoint_names_key_and_shapes() {
 fn missing_tensors_are_named() {
     let mut cfg = fixture_config();
     cfg.backbone.num_blocks = [2, 1, 1];
-    let msg = load(&fixture("hrnet_w4_1x.safetensors"), cfg)
+    let dir = tempfile::tempdir().unwrap();
+    let msg = load(&fixture(NarrowCheckpoint::Safetensors, &dir), cfg)
         .err()
         .unwrap();
     assert!(
@@ -98,7 +102,10 @@ fn missing_tensors_are_named() {
 fn unused_tensors_are_reported() {
     let mut cfg = fixture_config();
     cfg.backbone.num_modules = [1, 1, 2];
-    let msg = load(&fixture("hrnet_w4_legacy.pth"), cfg).err().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let msg = load(&fixture(NarrowCheckpoint::Legacy, &dir), cfg)
+        .err()
+        .unwrap();
     assert!(
         msg.contains("not used") && msg.contains("backbone.stage3.1."),
         "{msg}"
@@ -107,8 +114,9 @@ fn unused_tensors_are_reported() {
 
 #[test]
 fn degenerate_and_outside_boxes() {
+    let dir = tempfile::tempdir().unwrap();
     let est = PoseEstimator::load(
-        fixture("hrnet_w4_zip.pth"),
+        fixture(NarrowCheckpoint::Zip, &dir),
         fixture_config(),
         PoseOptions::default(),
         &Device::Cpu,

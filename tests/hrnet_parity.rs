@@ -2,14 +2,16 @@
 //!
 //! Fixtures (tests/fixtures/hrnet, written by scripts/make_hrnet_fixtures.py): a narrow, shallow
 //! HRNet (branch widths 4/8/16/32, one block per branch, 1/2/2 modules in stages 2-4, input
-//! 128x96) in three files — 0.x keys as PyTorch zip (f32) and legacy (f16 values), 1.x keys as
-//! safetensors (f16) — on a cut-out of a real PoseTrack18 frame, with MMPose's crops, heatmaps,
-//! keypoints and scores. The full-size W32/W48 comparison is `full_size_parity` (ignored; run by
+//! 128x96) with 0.x keys as PyTorch zip (f32, f16-exact values) on a cut-out of a real PoseTrack18
+//! frame, with MMPose's crops, heatmaps, keypoints and scores. The same weights as legacy `.pth`
+//! (f16, 0.x keys) and safetensors (f16, 1.x keys) are written at test time (tests/common). The full-size W32/W48 comparison is `full_size_parity` (ignored; run by
 //! scripts/parity_hrnet_full.sh).
 
 mod common;
 
 use std::path::{Path, PathBuf};
+
+use common::NarrowCheckpoint;
 
 use candle_core::Device;
 use serde_json::Value;
@@ -31,37 +33,18 @@ const KEYPOINT_TOL_PX: f32 = 0.01;
 const SCORE_TOL: f32 = 1e-4;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hrnet")
+    common::hrnet_fixture_dir()
 }
 
-fn read_ppm(path: &Path) -> RgbImage {
-    let bytes = std::fs::read(path).unwrap();
-    // "P6\n<w> <h>\n255\n" then packed RGB
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while bytes[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        let start = pos;
-        while !bytes[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        fields.push(String::from_utf8_lossy(&bytes[start..pos]).to_string());
-    }
-    assert_eq!(fields[0], "P6");
-    let (w, h): (u32, u32) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
-    let data = bytes[pos + 1..].to_vec();
-    assert_eq!(data.len(), (w * h * 3) as usize);
-    RgbImage {
-        width: w,
-        height: h,
-        data,
-    }
+/// The frame both sides use, stored losslessly as PNG.
+fn read_frame(path: &Path) -> RgbImage {
+    vidpose::image::read_still(path)
+        .unwrap()
+        .expect("a PNG file")
+        .image
 }
 
 struct Reference {
-    dir: PathBuf,
     json: Value,
     config: PoseModelConfig,
     frame: RgbImage,
@@ -89,8 +72,7 @@ impl Reference {
             candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
                 .unwrap();
         Self {
-            frame: read_ppm(&dir.join("frame.ppm")),
-            dir: dir.to_path_buf(),
+            frame: read_frame(&dir.join("frame.png")),
             json,
             config,
             tensors,
@@ -213,18 +195,19 @@ impl Reference {
     }
 }
 
-fn estimator(r: &Reference, file: &str, flip: bool, decoding: Decoding) -> PoseEstimator {
+fn estimator(r: &Reference, file: &Path, flip: bool, decoding: Decoding) -> PoseEstimator {
     let options = PoseOptions {
         flip_test: flip,
         decoding,
         batch_size: 8,
     };
-    PoseEstimator::load(r.dir.join(file), r.config.clone(), options, &Device::Cpu).unwrap()
+    PoseEstimator::load(file, r.config.clone(), options, &Device::Cpu).unwrap()
 }
 
-fn check_all_modes(r: &Reference, file: &str) {
+fn check_all_modes(r: &Reference, path: &Path) {
+    let file = path.file_name().unwrap().to_string_lossy();
     for flip in [false, true] {
-        let est = estimator(r, file, flip, Decoding::Msra);
+        let est = estimator(r, path, flip, Decoding::Msra);
         let (hm, kp, sc) = r.compare(&est, flip, Decoding::Msra);
         println!(
             "{file} flip={flip}: heatmap rel err {hm:.2e}, keypoints {kp:.2e} px, scores {sc:.2e}"
@@ -283,19 +266,30 @@ fn check_crops(r: &Reference) {
     assert_eq!(mismatched, 0);
 }
 
+/// The narrow HRNet in `format` (written into `dir` unless it is the committed zip file).
+fn checkpoint(format: NarrowCheckpoint, dir: &tempfile::TempDir) -> PathBuf {
+    common::narrow_hrnet_checkpoint(format, dir.path())
+}
+
 #[test]
 fn zip_pth_with_0x_keys_matches_mmpose() {
-    check_all_modes(&Reference::load(&fixture_dir()), "hrnet_w4_zip.pth");
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpoint(NarrowCheckpoint::Zip, &dir);
+    check_all_modes(&Reference::load(&fixture_dir()), &path);
 }
 
 #[test]
 fn legacy_pth_matches_mmpose() {
-    check_all_modes(&Reference::load(&fixture_dir()), "hrnet_w4_legacy.pth");
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpoint(NarrowCheckpoint::Legacy, &dir);
+    check_all_modes(&Reference::load(&fixture_dir()), &path);
 }
 
 #[test]
 fn safetensors_with_1x_keys_matches_mmpose() {
-    check_all_modes(&Reference::load(&fixture_dir()), "hrnet_w4_1x.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let path = checkpoint(NarrowCheckpoint::Safetensors, &dir);
+    check_all_modes(&Reference::load(&fixture_dir()), &path);
 }
 
 #[test]
@@ -303,7 +297,7 @@ fn dark_decoding_matches_mmpose() {
     let r = Reference::load(&fixture_dir());
     for flip in [false, true] {
         let d = Decoding::Dark { blur_kernel: 11 };
-        let est = estimator(&r, "hrnet_w4_zip.pth", flip, d);
+        let est = estimator(&r, &fixture_dir().join("hrnet_w4_zip.pth"), flip, d);
         let (_, kp, sc) = r.compare(&est, flip, d);
         println!("DARK flip={flip}: keypoints {kp:.2e} px, scores {sc:.2e}");
         assert!(
@@ -350,10 +344,12 @@ fn dark_decoder_matches_mmpose_on_gaussian_heatmaps() {
 
 #[test]
 fn all_formats_hold_the_same_tensors() {
-    let dir = fixture_dir();
-    let zip = Checkpoint::open(dir.join("hrnet_w4_zip.pth")).unwrap();
-    for other in ["hrnet_w4_legacy.pth", "hrnet_w4_1x.safetensors"] {
-        let o = Checkpoint::open(dir.join(other)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let zip = Checkpoint::open(checkpoint(NarrowCheckpoint::Zip, &dir)).unwrap();
+    for format in [NarrowCheckpoint::Legacy, NarrowCheckpoint::Safetensors] {
+        let path = checkpoint(format, &dir);
+        let other = path.file_name().unwrap().to_string_lossy();
+        let o = Checkpoint::open(&path).unwrap();
         assert_eq!(zip.keys(), o.keys(), "{other}");
         for k in zip.keys() {
             let d = common::max_abs_diff(zip.get(k).unwrap(), o.get(k).unwrap());
@@ -382,5 +378,5 @@ fn full_size_parity() {
         .unwrap();
     assert_eq!(r.config, want);
     check_crops(&r);
-    check_all_modes(&r, &format!("hrnet_{arch}_zip.pth"));
+    check_all_modes(&r, &dir.join(format!("hrnet_{arch}_zip.pth")));
 }

@@ -116,16 +116,15 @@ fn detection_files_never_panic() {
 fn checkpoints_never_panic() {
     let json: serde_json::Value =
         serde_json::from_slice(&fixture("tests/fixtures/hrnet/reference.json")).unwrap();
-    for (name, rel) in [
-        ("ckpt.pth", "tests/fixtures/hrnet/hrnet_w4_zip.pth"),
-        ("legacy.pth", "tests/fixtures/hrnet/hrnet_w4_legacy.pth"),
-        (
-            "ckpt.safetensors",
-            "tests/fixtures/hrnet/hrnet_w4_1x.safetensors",
-        ),
+    let dir = tempfile::tempdir().unwrap();
+    for (name, format) in [
+        ("ckpt.pth", common::NarrowCheckpoint::Zip),
+        ("legacy.pth", common::NarrowCheckpoint::Legacy),
+        ("ckpt.safetensors", common::NarrowCheckpoint::Safetensors),
     ] {
         let config = common::narrow_hrnet_config(&json);
-        property(name, fixture(rel), 64, move |p| {
+        let valid = std::fs::read(common::narrow_hrnet_checkpoint(format, dir.path())).unwrap();
+        property(name, valid, 64, move |p| {
             let _ = vidpose::pose::PoseEstimator::load(
                 p,
                 config.clone(),

@@ -142,21 +142,38 @@ fn check_regular_file(path: &Path) -> Result<(), VideoError> {
     Ok(())
 }
 
-fn describe_open_error(e: ffmpeg::Error) -> String {
-    match e {
-        ffmpeg::Error::InvalidData => {
-            "FFmpeg cannot read it: not a video/image it knows, or the file is damaged (truncated?)"
-                .into()
+/// Why FFmpeg could not open a file: what follows the path in [`VideoError::Open`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum OpenError {
+    #[cfg(not(unix))]
+    #[error("its name is not valid Unicode, which FFmpeg cannot open on this system")]
+    NameNotUnicode,
+    #[error("its name contains a NUL byte")]
+    NameWithNul,
+    #[error(
+        "FFmpeg cannot read it: not a video/image it knows, or the file is damaged (truncated?)"
+    )]
+    InvalidData,
+    #[error("the file ends before its header does (truncated?)")]
+    Eof,
+    #[error("FFmpeg cannot open it: {0}")]
+    Ffmpeg(ffmpeg::Error),
+}
+
+impl From<ffmpeg::Error> for OpenError {
+    fn from(e: ffmpeg::Error) -> Self {
+        match e {
+            ffmpeg::Error::InvalidData => Self::InvalidData,
+            ffmpeg::Error::Eof => Self::Eof,
+            e => Self::Ffmpeg(e),
         }
-        ffmpeg::Error::Eof => "the file ends before its header does (truncated?)".into(),
-        e => format!("FFmpeg cannot open it: {e}"),
     }
 }
 
 /// The path as FFmpeg's file protocol takes it: the path's own bytes (FFmpeg accepts any on
 /// Unix; ffmpeg-next's `format::input` panics on a name that is not UTF-8), relative paths
 /// given as `./...` so that a name such as `a:b.mp4` is not read as protocol `a`.
-fn ffmpeg_path(path: &Path) -> Result<std::ffi::CString, String> {
+fn ffmpeg_path(path: &Path) -> Result<std::ffi::CString, OpenError> {
     let path = if path.is_relative() {
         Path::new(".").join(path)
     } else {
@@ -167,15 +184,15 @@ fn ffmpeg_path(path: &Path) -> Result<std::ffi::CString, String> {
     #[cfg(not(unix))]
     let bytes = path
         .to_str()
-        .ok_or("its name is not valid Unicode, which FFmpeg cannot open on this system")?
+        .ok_or(OpenError::NameNotUnicode)?
         .as_bytes()
         .to_vec();
-    std::ffi::CString::new(bytes).map_err(|_| "its name contains a NUL byte".to_string())
+    std::ffi::CString::new(bytes).map_err(|_| OpenError::NameWithNul)
 }
 
 /// Opens a container and reads its stream information, as `ffmpeg::format::input` does, but
 /// from the path's bytes (see [`ffmpeg_path`]).
-fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, String> {
+fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, OpenError> {
     use ffmpeg::ffi;
     let c_path = ffmpeg_path(path)?;
     // SAFETY: the same calls as ffmpeg-next's `format::input`: on success the context is
@@ -192,10 +209,10 @@ fn open_input(path: &Path) -> Result<ffmpeg::format::context::Input, String> {
                 r if r >= 0 => Ok(ffmpeg::format::context::Input::wrap(ps)),
                 e => {
                     ffi::avformat_close_input(&mut ps);
-                    Err(describe_open_error(ffmpeg::Error::from(e)))
+                    Err(ffmpeg::Error::from(e).into())
                 }
             },
-            e => Err(describe_open_error(ffmpeg::Error::from(e))),
+            e => Err(ffmpeg::Error::from(e).into()),
         }
     }
 }
@@ -272,7 +289,7 @@ fn open_video_stream(
         path: path.to_path_buf(),
         message: with_truncation(path, message),
     };
-    let input = open_input(path).map_err(open_err)?;
+    let input = open_input(path).map_err(|e| open_err(e.to_string()))?;
     let stream = input
         .streams()
         .best(ffmpeg::media::Type::Video)
@@ -292,6 +309,16 @@ fn open_video_stream(
     Ok((input, index, decoder))
 }
 
+/// A display matrix whose turn is not a multiple of 90 degrees: the frames are left as stored.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[error(
+    "its display matrix turns the picture by {angle:.1} degrees counter-clockwise, not a \
+     multiple of 90; frames are left as stored"
+)]
+struct NotQuarterTurn {
+    angle: f64,
+}
+
 /// How to turn decoded pictures upright, from the stream's display matrix (phones record in
 /// the sensor's orientation and write the turn there). OpenCV's `VideoCapture` applies the
 /// rotation by default (`CAP_PROP_ORIENTATION_AUTO`), so the reference sees upright frames. Like
@@ -308,13 +335,11 @@ enum Orientation {
 impl Orientation {
     /// From FFmpeg's display matrix. `Ok(None)` when nothing is to be done; `Err` for a turn
     /// that is not a multiple of 90 degrees (OpenCV leaves those as stored too).
-    fn from_display_matrix(m: &[i32; 9]) -> Result<Option<Self>, String> {
+    fn from_display_matrix(m: &[i32; 9]) -> Result<Option<Self>, NotQuarterTurn> {
         let angle = display_rotation(m);
         let quarter = (angle / 90.0).round();
         if !angle.is_finite() || (angle - quarter * 90.0).abs() > 1.0 {
-            return Err(format!(
-                "its display matrix turns the picture by {angle:.1} degrees counter-clockwise, not a multiple of 90; frames are left as stored"
-            ));
+            return Err(NotQuarterTurn { angle });
         }
         Ok(match (quarter as i64).rem_euclid(4) {
             0 => None,
@@ -876,7 +901,9 @@ mod tests {
         );
         // 45 degrees: left alone, with the reason.
         let m = [46341, -46341, 0, 46341, 46341, 0, 0, 0, 1 << 30];
-        let e = Orientation::from_display_matrix(&m).unwrap_err();
+        let e = Orientation::from_display_matrix(&m)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("45.0 degrees"), "{e}");
     }
 }

@@ -150,9 +150,26 @@ struct Entry {
     is_dir: bool,
 }
 
+/// Why a folder of numbered images cannot be a sequence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NumberingError {
+    #[error("image number `{0}` is too large")]
+    TooLarge(String),
+    #[error(
+        "two images carry number {number}: {} and {}; remove or renumber one",
+        .first.display(),
+        .second.display()
+    )]
+    Duplicate {
+        number: u64,
+        first: PathBuf,
+        second: PathBuf,
+    },
+}
+
 /// The numbered images among `entries` of a folder (`123.jpg` -> 123), sorted by number; `Err`
 /// says why the folder cannot be a sequence.
-fn numbered_images(entries: &[Entry]) -> Result<Vec<(u64, PathBuf)>, String> {
+fn numbered_images(entries: &[Entry]) -> Result<Vec<(u64, PathBuf)>, NumberingError> {
     let mut files = Vec::new();
     for path in entries
         .iter()
@@ -161,20 +178,17 @@ fn numbered_images(entries: &[Entry]) -> Result<Vec<(u64, PathBuf)>, String> {
     {
         let s = stem(path);
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            let n = s
-                .parse()
-                .map_err(|_| format!("image number `{s}` is too large"))?;
+            let n = s.parse().map_err(|_| NumberingError::TooLarge(s.clone()))?;
             files.push((n, path.clone()));
         }
     }
     files.sort();
     if let Some(w) = files.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(format!(
-            "two images carry number {}: {} and {}; remove or renumber one",
-            w[0].0,
-            w[0].1.display(),
-            w[1].1.display()
-        ));
+        return Err(NumberingError::Duplicate {
+            number: w[0].0,
+            first: w[0].1.clone(),
+            second: w[1].1.clone(),
+        });
     }
     Ok(files)
 }
@@ -272,13 +286,13 @@ impl Walk {
                 });
                 return Ok(true);
             }
-            Err(message) => {
+            Err(e) => {
                 self.jobs.push(VideoJob {
                     name,
                     posetrack: PoseTrackSequence::parse(path),
                     kind: SourceKind::Invalid {
                         path: path.to_path_buf(),
-                        message,
+                        message: e.to_string(),
                     },
                 });
                 return Ok(true);

@@ -29,6 +29,71 @@ const JOINT_SOURCE_NAMES: [&str; NUM_JOINTS] = {
     names
 };
 
+/// What is wrong in a ground-truth or prediction file ([`EvalError::Invalid`] names the file).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidFile {
+    #[error("`categories` must hold exactly one entry (the PoseTrack `person`), found {0}")]
+    CategoryCount(usize),
+    #[error("the category is named {0:?}, expected \"person\"")]
+    CategoryName(String),
+    #[error("the category lists {0} keypoints, expected the 17 PoseTrack 2018 names")]
+    KeypointCount(usize),
+    #[error("the category's keypoints lack {0:?}")]
+    MissingKeypoint(&'static str),
+    #[error("images[{index}].file_name {file_name:?}: {problem}")]
+    FileName {
+        index: usize,
+        file_name: String,
+        problem: FrameNameError,
+    },
+    #[error("annotations[{index}]: {problem}")]
+    Person { index: usize, problem: PersonError },
+    #[error(
+        "track_id {track_id} appears twice in frame {frame} ({file_name}); track ids must be \
+         unique per frame"
+    )]
+    DuplicateTrackId {
+        track_id: i64,
+        frame: usize,
+        file_name: String,
+    },
+    #[error(
+        "images[{index}]: ignore region {region} has fewer than 3 points (poseval cannot read it)"
+    )]
+    IgnoreRegion { index: usize, region: usize },
+}
+
+/// Why a frame's `file_name` is not one poseval can derive ids from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameNameError {
+    #[error("the folder name must start with the sequence number (e.g. 000342_mpii_test)")]
+    SequenceNumber,
+    #[error("the folder name's source must be mpii, bonn or mpiinew")]
+    Source,
+    #[error("the file name must be the frame number below 10000 (e.g. 000012.jpg)")]
+    FrameNumber,
+}
+
+/// What is wrong with one person (annotation) of a file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PersonError {
+    #[error("no `track_id`")]
+    NoTrackId,
+    #[error("track_id {0} is too large: PoseTrack requires track ids below {MAX_TRACK_ID}")]
+    TrackIdTooLarge(i64),
+    #[error("no `keypoints`")]
+    NoKeypoints,
+    #[error(
+        "no per-keypoint `scores` (17 confidences are required; without \
+         them poseval scores every joint -9999 and AP is meaningless)"
+    )]
+    NoScores,
+    #[error("`scores` has {found} values, expected {expected}")]
+    ScoreCount { found: usize, expected: usize },
+    #[error("no `bbox_head` (the head box sets the PCKh distance scale)")]
+    NoHeadBox,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Point {
     pub x: f64,
@@ -174,9 +239,9 @@ fn convert(
     role: Role,
     offset: i64,
 ) -> Result<Vec<RawFrame>, EvalError> {
-    let invalid = |message: String| EvalError::Invalid {
+    let invalid = |problem: InvalidFile| EvalError::Invalid {
         path: path.to_path_buf(),
-        message,
+        problem,
     };
     let table = joint_table(file).map_err(invalid)?;
     let images = first_video(file).map_err(invalid)?;
@@ -189,18 +254,19 @@ fn convert(
                 continue;
             }
             let person = convert_person(ann, &table, role, offset)
-                .map_err(|m| invalid(format!("annotations[{a}]: {m}")))?;
+                .map_err(|problem| invalid(InvalidFile::Person { index: a, problem }))?;
             if role == Role::Prediction && !ids.insert(person.track_id) {
-                return Err(invalid(format!(
-                    "track_id {} appears twice in frame {n} ({}); track ids must be unique per frame",
-                    person.track_id - offset,
-                    image.file_name
-                )));
+                return Err(invalid(InvalidFile::DuplicateTrackId {
+                    track_id: person.track_id - offset,
+                    frame: n,
+                    file_name: image.file_name.clone(),
+                }));
             }
             people.push(person);
         }
         let ignore = if role == Role::GroundTruth {
-            ignore_regions(image).map_err(|m| invalid(format!("images[{n}]: {m}")))?
+            ignore_regions(image)
+                .map_err(|region| invalid(InvalidFile::IgnoreRegion { index: n, region }))?
         } else {
             Vec::new()
         };
@@ -210,24 +276,15 @@ fn convert(
 }
 
 /// For every keypoint slot of the file's category, the poseval joint it feeds (ears: none).
-fn joint_table(file: &PoseTrackFile) -> Result<Vec<Option<usize>>, String> {
+fn joint_table(file: &PoseTrackFile) -> Result<Vec<Option<usize>>, InvalidFile> {
     let [category] = file.categories.as_slice() else {
-        return Err(format!(
-            "`categories` must hold exactly one entry (the PoseTrack `person`), found {}",
-            file.categories.len()
-        ));
+        return Err(InvalidFile::CategoryCount(file.categories.len()));
     };
     if category.name != "person" {
-        return Err(format!(
-            "the category is named {:?}, expected \"person\"",
-            category.name
-        ));
+        return Err(InvalidFile::CategoryName(category.name.clone()));
     }
     if category.keypoints.len() != 17 {
-        return Err(format!(
-            "the category lists {} keypoints, expected the 17 PoseTrack 2018 names",
-            category.keypoints.len()
-        ));
+        return Err(InvalidFile::KeypointCount(category.keypoints.len()));
     }
     let table: Vec<Option<usize>> = category
         .keypoints
@@ -236,7 +293,7 @@ fn joint_table(file: &PoseTrackFile) -> Result<Vec<Option<usize>>, String> {
         .collect();
     for (j, name) in JOINT_SOURCE_NAMES.iter().enumerate() {
         if !table.contains(&Some(j)) {
-            return Err(format!("the category's keypoints lack {name:?}"));
+            return Err(InvalidFile::MissingKeypoint(name));
         }
     }
     Ok(table)
@@ -245,12 +302,15 @@ fn joint_table(file: &PoseTrackFile) -> Result<Vec<Option<usize>>, String> {
 /// The images of the file's first video, in file order. poseval groups images by the sequence
 /// number in their folder name and scores only the first group; it also needs every `file_name`
 /// to be `.../<SSSSSS>_<mpii|bonn|mpiinew>.../<frame>.jpg`.
-fn first_video(file: &PoseTrackFile) -> Result<Vec<&Image>, String> {
+fn first_video(file: &PoseTrackFile) -> Result<Vec<&Image>, InvalidFile> {
     let mut first = None;
     let mut out = Vec::with_capacity(file.images.len());
     for (n, image) in file.images.iter().enumerate() {
-        let video = video_id(&image.file_name)
-            .map_err(|m| format!("images[{n}].file_name {:?}: {m}", image.file_name))?;
+        let video = video_id(&image.file_name).map_err(|problem| InvalidFile::FileName {
+            index: n,
+            file_name: image.file_name.clone(),
+            problem,
+        })?;
         match &first {
             None => first = Some(video),
             Some(v) if *v != video => continue,
@@ -262,7 +322,7 @@ fn first_video(file: &PoseTrackFile) -> Result<Vec<&Image>, String> {
 }
 
 /// The sequence number of a frame path, checked the way poseval derives image ids from it.
-fn video_id(file_name: &str) -> Result<u64, String> {
+fn video_id(file_name: &str) -> Result<u64, FrameNameError> {
     let path = Path::new(file_name);
     let folder = path
         .parent()
@@ -274,10 +334,10 @@ fn video_id(file_name: &str) -> Result<u64, String> {
         .next()
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<u64>().ok())
-        .ok_or("the folder name must start with the sequence number (e.g. 000342_mpii_test)")?;
+        .ok_or(FrameNameError::SequenceNumber)?;
     match tok.next() {
         Some("mpii" | "bonn" | "mpiinew") => {}
-        _ => return Err("the folder name's source must be mpii, bonn or mpiinew".into()),
+        _ => return Err(FrameNameError::Source),
     }
     let stem = path
         .file_name()
@@ -286,7 +346,7 @@ fn video_id(file_name: &str) -> Result<u64, String> {
     let frame = stem.split('.').next().unwrap_or_default();
     match frame.parse::<u64>() {
         Ok(f) if f < 10_000 && frame.bytes().all(|b| b.is_ascii_digit()) => Ok(seq),
-        _ => Err("the file name must be the frame number below 10000 (e.g. 000012.jpg)".into()),
+        _ => Err(FrameNameError::FrameNumber),
     }
 }
 
@@ -295,39 +355,28 @@ fn convert_person(
     table: &[Option<usize>],
     role: Role,
     offset: i64,
-) -> Result<Person, String> {
-    let track_id = ann.track_id.ok_or("no `track_id`")?;
+) -> Result<Person, PersonError> {
+    let track_id = ann.track_id.ok_or(PersonError::NoTrackId)?;
     if track_id >= MAX_TRACK_ID {
-        return Err(format!(
-            "track_id {track_id} is too large: PoseTrack requires track ids below {MAX_TRACK_ID}"
-        ));
+        return Err(PersonError::TrackIdTooLarge(track_id));
     }
-    let keypoints = ann.keypoints.as_deref().ok_or("no `keypoints`")?;
+    let keypoints = ann.keypoints.as_deref().ok_or(PersonError::NoKeypoints)?;
     let scores = match role {
         Role::GroundTruth => None,
         Role::Prediction => match ann.scores.as_deref() {
-            None | Some([]) => {
-                return Err(
-                    "no per-keypoint `scores` (17 confidences are required; without \
-                            them poseval scores every joint -9999 and AP is meaningless)"
-                        .into(),
-                )
-            }
+            None | Some([]) => return Err(PersonError::NoScores),
             Some(s) if s.len() != table.len() => {
-                return Err(format!(
-                    "`scores` has {} values, expected {}",
-                    s.len(),
-                    table.len()
-                ))
+                return Err(PersonError::ScoreCount {
+                    found: s.len(),
+                    expected: table.len(),
+                })
             }
             Some(s) => Some(s),
         },
     };
     let head = match (role, ann.bbox_head) {
         (_, Some([x, y, w, h])) => [x, y, x + w, y + h],
-        (Role::GroundTruth, None) => {
-            return Err("no `bbox_head` (the head box sets the PCKh distance scale)".into())
-        }
+        (Role::GroundTruth, None) => return Err(PersonError::NoHeadBox),
         (Role::Prediction, None) => [0.0; 4],
     };
     let mut joints = [None; NUM_JOINTS];
@@ -355,7 +404,8 @@ fn convert_person(
     })
 }
 
-fn ignore_regions(image: &Image) -> Result<Vec<Polygon>, String> {
+/// The image's ignore regions; `Err(k)`: region `k` has fewer than 3 points.
+fn ignore_regions(image: &Image) -> Result<Vec<Polygon>, usize> {
     let (Some(xs), Some(ys)) = (&image.ignore_regions_x, &image.ignore_regions_y) else {
         return Ok(Vec::new());
     };
@@ -364,9 +414,7 @@ fn ignore_regions(image: &Image) -> Result<Vec<Polygon>, String> {
         .enumerate()
         .map(|(k, (x, y))| {
             let vertices: Vec<(f64, f64)> = x.iter().copied().zip(y.iter().copied()).collect();
-            Polygon::new(vertices).ok_or_else(|| {
-                format!("ignore region {k} has fewer than 3 points (poseval cannot read it)")
-            })
+            Polygon::new(vertices).ok_or(k)
         })
         .collect()
 }

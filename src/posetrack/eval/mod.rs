@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+pub use load::{FrameNameError, InvalidFile, PersonError};
 pub use mot::MotCounts;
 
 use crate::posetrack::PoseTrackError;
@@ -61,8 +62,8 @@ pub const JOINT_NAMES: [&str; NUM_JOINTS] = [
 pub enum EvalError {
     #[error(transparent)]
     File(#[from] PoseTrackError),
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: InvalidFile },
     #[error("{0}: not a directory")]
     NotADirectory(PathBuf),
     #[error("{dir}: cannot list: {source}")]
@@ -83,6 +84,11 @@ pub enum EvalError {
         pred_frames: usize,
         gt_frames: usize,
     },
+}
+
+/// Why the tracking metrics cannot be computed; the AP is scored all the same.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MotUnavailable {
     #[error(
         "{0}: only one labeled frame; tracking metrics need at least two \
              (poseval skips the last labeled frame of every sequence)"
@@ -122,7 +128,7 @@ pub struct EvalReport {
     pub num_frames: usize,
     pub ap: ApMetrics,
     /// Tracking metrics, or why they cannot be computed (the reason names the file).
-    pub mot: Result<MotMetrics, String>,
+    pub mot: Result<MotMetrics, MotUnavailable>,
 }
 
 impl EvalReport {
@@ -157,7 +163,7 @@ fn evaluate_sequences(sequences: &[load::Sequence]) -> EvalReport {
         num_sequences: sequences.len(),
         num_frames: sequences.iter().map(|s| s.frames.len()).sum(),
         ap: ap::evaluate(sequences),
-        mot: mot::evaluate(sequences).map_err(|e| e.to_string()),
+        mot: mot::evaluate(sequences),
     }
 }
 

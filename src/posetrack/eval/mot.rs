@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::ap::{distances, DIST_THRESHOLD};
 use super::load::{Frame, Sequence};
-use super::{mean_skipping_nan, EvalError, MotMetrics, NUM_JOINTS};
+use super::{mean_skipping_nan, MotMetrics, MotUnavailable, NUM_JOINTS};
 
 /// One frame of one joint: object ids, hypothesis ids and their distances (`None`: cannot match).
 struct JointFrame {
@@ -193,7 +193,7 @@ fn assign(dist: &[Option<f64>], rows: usize, cols: usize) -> Vec<(usize, usize)>
         .collect()
 }
 
-pub(crate) fn evaluate(sequences: &[Sequence]) -> Result<MotMetrics, EvalError> {
+pub(crate) fn evaluate(sequences: &[Sequence]) -> Result<MotMetrics, MotUnavailable> {
     let mut totals = [MotCounts::default(); NUM_JOINTS];
     for seq in sequences {
         if seq.frames.is_empty() {
@@ -201,7 +201,7 @@ pub(crate) fn evaluate(sequences: &[Sequence]) -> Result<MotMetrics, EvalError> 
             continue;
         }
         if seq.frames.len() == 1 {
-            return Err(EvalError::SingleLabeledFrame(seq.gt_path.clone()));
+            return Err(MotUnavailable::SingleLabeledFrame(seq.gt_path.clone()));
         }
         let mut accs: Vec<Accumulator> = (0..NUM_JOINTS).map(|_| Accumulator::default()).collect();
         for frame in &seq.frames[..seq.frames.len() - 1] {

@@ -104,7 +104,7 @@ pub fn to_json(report: &EvalReport) -> Value {
                 "num_false_positives": m.counts.iter().map(|c| c.false_positives).collect::<Vec<_>>(),
             });
         }
-        Err(reason) => out["mot_unavailable"] = json!(reason),
+        Err(reason) => out["mot_unavailable"] = json!(reason.to_string()),
     }
     out
 }
