@@ -1,7 +1,7 @@
 //! Per-joint average precision (poseval's `evaluateAP`, `reference/posetrack18.md` §5):
 //! PCKh@0.5 with 0.6 × the GT head-box diagonal, poseval's greedy person matching, all-points AP.
 
-use super::load::{Frame, Sequence};
+use super::load::{EvalFrame, Sequence};
 use super::{mean_skipping_nan, ApMetrics, NUM_JOINTS};
 
 /// A joint matches when its distance, in head sizes, is at most this (PCKh@0.5).
@@ -14,7 +14,7 @@ pub(crate) fn head_size(head: &[f64; 4]) -> f64 {
 
 /// `dist[p][g][j]`: distance of prediction `p`'s joint `j` to GT `g`'s, in head sizes of `g`;
 /// infinite where either lacks the joint.
-pub(crate) fn distances(frame: &Frame) -> Vec<Vec<[f64; NUM_JOINTS]>> {
+pub(crate) fn distances(frame: &EvalFrame) -> Vec<Vec<[f64; NUM_JOINTS]>> {
     frame
         .pred
         .iter()
@@ -44,7 +44,7 @@ pub(crate) fn distances(frame: &Frame) -> Vec<Vec<[f64; NUM_JOINTS]>> {
 /// poseval's rule: PCK of each (prediction, GT) pair = matched joints / annotated GT joints; each
 /// prediction keeps only its best GT (first on ties); then each GT takes the prediction with the
 /// highest remaining PCK (first on ties) if that PCK is not zero. Scores play no part.
-pub(crate) fn match_people(frame: &Frame, dist: &[Vec<[f64; NUM_JOINTS]>]) -> Vec<Option<usize>> {
+pub(crate) fn match_people(frame: &EvalFrame, dist: &[Vec<[f64; NUM_JOINTS]>]) -> Vec<Option<usize>> {
     let n_gt = frame.gt.len();
     let annotated: Vec<usize> = frame
         .gt

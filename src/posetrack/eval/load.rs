@@ -103,7 +103,7 @@ pub(crate) struct Point {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Person {
+pub(crate) struct EvalPerson {
     /// Track id made global: `track_id + sequence index × 10000`.
     pub track_id: i64,
     pub joints: [Option<Point>; NUM_JOINTS],
@@ -111,16 +111,16 @@ pub(crate) struct Person {
     pub head: [f64; 4],
 }
 
-impl Person {
+impl EvalPerson {
     pub fn has_points(&self) -> bool {
         self.joints.iter().any(Option::is_some)
     }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Frame {
-    pub gt: Vec<Person>,
-    pub pred: Vec<Person>,
+pub(crate) struct EvalFrame {
+    pub gt: Vec<EvalPerson>,
+    pub pred: Vec<EvalPerson>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +129,7 @@ pub(crate) struct Sequence {
     pub name: String,
     pub gt_path: PathBuf,
     /// Frames left after cleaning (the labeled ones), in file order.
-    pub frames: Vec<Frame>,
+    pub frames: Vec<EvalFrame>,
 }
 
 /// Loads every GT file of `gt_dir` with its prediction from `pred_dir`.
@@ -196,7 +196,7 @@ pub(crate) fn load_pair(
         if g.people.is_empty() {
             continue;
         }
-        let mut frame = Frame {
+        let mut frame = EvalFrame {
             gt: g.people,
             pred: p.people,
         };
@@ -228,7 +228,7 @@ enum Role {
 }
 
 struct RawFrame {
-    people: Vec<Person>,
+    people: Vec<EvalPerson>,
     ignore: Vec<Polygon>,
 }
 
@@ -355,7 +355,7 @@ fn convert_person(
     table: &[Option<usize>],
     role: Role,
     offset: i64,
-) -> Result<Person, PersonError> {
+) -> Result<EvalPerson, PersonError> {
     let track_id = ann.track_id.ok_or(PersonError::NoTrackId)?;
     if track_id >= MAX_TRACK_ID {
         return Err(PersonError::TrackIdTooLarge(track_id));
@@ -397,7 +397,7 @@ fn convert_person(
             joints[joint] = Some(Point { x, y, score });
         }
     }
-    Ok(Person {
+    Ok(EvalPerson {
         track_id: track_id + offset,
         joints,
         head,
@@ -420,7 +420,7 @@ fn ignore_regions(image: &Image) -> Result<Vec<Polygon>, usize> {
 }
 
 /// Drops points strictly inside any region, then people left without points.
-fn remove_ignored(people: &mut Vec<Person>, regions: &[Polygon]) {
+fn remove_ignored(people: &mut Vec<EvalPerson>, regions: &[Polygon]) {
     for person in people.iter_mut() {
         for joint in person.joints.iter_mut() {
             if let Some(p) = joint {
@@ -430,7 +430,7 @@ fn remove_ignored(people: &mut Vec<Person>, regions: &[Polygon]) {
             }
         }
     }
-    people.retain(Person::has_points);
+    people.retain(EvalPerson::has_points);
 }
 
 #[cfg(test)]

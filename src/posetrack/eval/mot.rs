@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::ap::{distances, DIST_THRESHOLD};
-use super::load::{Frame, Sequence};
+use super::load::{EvalFrame, Sequence};
 use super::{mean_skipping_nan, MotMetrics, MotUnavailable, NUM_JOINTS};
 
 /// One frame of one joint: object ids, hypothesis ids and their distances (`None`: cannot match).
@@ -30,7 +30,7 @@ struct JointFrame {
     dist: Vec<Option<f64>>,
 }
 
-fn joint_frames(frame: &Frame) -> Vec<JointFrame> {
+fn joint_frames(frame: &EvalFrame) -> Vec<JointFrame> {
     if frame.gt.is_empty() || frame.pred.is_empty() {
         return (0..NUM_JOINTS)
             .map(|_| JointFrame {
