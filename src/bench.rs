@@ -7,12 +7,18 @@ use crate::detect::{CascadeRcnn, DetectError};
 use crate::image::RgbImage;
 use crate::video::{decode, discover, VideoError};
 
+/// Result of [`decode_throughput`], printed by `vidpose bench decode` (as JSON with `--json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DecodeBench {
+    /// Frames decoded.
     pub frames: u64,
+    /// Wall time decoding and converting to RGB, seconds (opening the file excluded).
     pub seconds: f64,
+    /// `frames / seconds`.
     pub fps: f64,
+    /// Width of the last frame, pixels; 0 when there was none.
     pub width: u32,
+    /// Height of the last frame, pixels; 0 when there was none.
     pub height: u32,
 }
 

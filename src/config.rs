@@ -14,23 +14,43 @@ use crate::pose::codec::HeatmapDecoding;
 use crate::track::{TrackerConfig, TrackerKind};
 use crate::yaml::{self, BadChoice};
 
+/// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
     #[error("{file}: cannot read: {source}")]
     Io {
+        /// The configuration file.
         file: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file is not YAML, or its top level is not a mapping of sections.
     #[error("{file}: malformed YAML: {message}")]
-    Syntax { file: PathBuf, message: String },
-    #[error("{file}: key `{key}`: {message}")]
-    Key {
+    Syntax {
+        /// The configuration file.
         file: PathBuf,
-        key: String,
+        /// The parser's message, with line and column.
         message: String,
     },
+    /// A key is unknown, has the wrong type or an out-of-range value, or contradicts another.
+    #[error("{file}: key `{key}`: {message}")]
+    Key {
+        /// The configuration file, marked `(with --set overrides)` when there were some.
+        file: PathBuf,
+        /// Dotted key path, e.g. `pose.batch_size`.
+        key: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+    /// A `--set` argument is not `KEY=VALUE` with a dotted key and a YAML value.
     #[error("--set {arg}: {message}")]
-    Override { arg: String, message: String },
+    Override {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// Where a configuration value came from, for error messages.
@@ -42,19 +62,27 @@ fn origin(file: &Path, overrides: &[String]) -> PathBuf {
     }
 }
 
+/// A whole `pipeline.yaml`, one field per section; missing keys take their defaults.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `input:` what to process.
     pub input: InputConfig,
+    /// `output:` where results go.
     pub output: OutputConfig,
     /// `cpu` or `cuda:N`.
     pub device: DeviceSpec,
     /// Where `vidpose models fetch` puts checkpoints; models named by card load from here.
     pub models_dir: PathBuf,
+    /// `detector:` where person boxes come from.
     pub detector: DetectorConfig,
+    /// `pose:` the keypoint model.
     pub pose: PoseConfig,
+    /// `tracker:` how people are linked across frames.
     pub tracker: TrackerConfig,
+    /// `render:` the optional overlay video.
     pub render: RenderConfig,
+    /// `pipeline:` queues and memory bounds between stages.
     pub pipeline: PipelineConfig,
 }
 
@@ -74,6 +102,7 @@ impl Default for Config {
     }
 }
 
+/// `input:` the videos and image folders to process.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputConfig {
@@ -102,6 +131,7 @@ impl Default for InputConfig {
     }
 }
 
+/// `output:` where the PoseTrack JSON files, metrics and run report are written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputConfig {
@@ -130,6 +160,7 @@ impl Default for OutputConfig {
     }
 }
 
+/// `detector.kind`: where person boxes come from.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorKind {
@@ -142,9 +173,11 @@ pub enum DetectorKind {
     CascadeRcnn,
 }
 
+/// `detector:` person boxes, from files or from the Cascade R-CNN.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
+    /// Boxes files, the Cascade R-CNN, or per video whichever applies.
     pub kind: DetectorKind,
     /// `auto` (PoseTrack layout: `annotations/<split>/<seq>.json` beside `images/`), a
     /// PoseTrack/COCO annotation file, a folder of them, or a COCO detection-results file.
@@ -178,6 +211,7 @@ impl Default for DetectorConfig {
     }
 }
 
+/// `pose:` the HRNet keypoint model run on each person box.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoseConfig {
@@ -187,6 +221,7 @@ pub struct PoseConfig {
     pub model: Option<String>,
     /// The checkpoint; `None` = the model card's file in `models_dir`.
     pub checkpoint: Option<PathBuf>,
+    /// Average with the horizontally flipped crop, as MMPose's PoseTrack18 configs do.
     pub flip_test: bool,
     /// `msra` (MMPose default) or `dark`.
     pub decode: HeatmapDecoding,
@@ -209,6 +244,7 @@ impl Default for PoseConfig {
     }
 }
 
+/// `render:` the overlay video drawn from the results.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RenderConfig {
@@ -230,6 +266,7 @@ impl Default for RenderConfig {
     }
 }
 
+/// `pipeline:` channel sizes and the bound on frames in memory.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -483,7 +520,9 @@ pub const MAX_FRAMES_IN_FLIGHT: u64 = 1024;
 /// Shard `index` of `count` (`input.shard: I/N`, `--shard I/N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard, counted from 0; always below `count`.
     pub index: usize,
+    /// Number of shards the videos are dealt into, by a hash of each video's name.
     pub count: usize,
 }
 

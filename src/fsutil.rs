@@ -74,16 +74,23 @@ pub fn describe_write_error(e: &std::io::Error) -> String {
 /// Why the output folder cannot take the run's files.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputDirError {
+    /// A file exists where the output folder should be.
     #[error("{0}: the output folder is a file, not a folder")]
     IsAFile(PathBuf),
+    /// The folder (or a parent) could not be created.
     #[error("{path}: cannot create the output folder: {}", describe_write_error(.source))]
     Create {
+        /// The output folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The folder exists but a test file could not be written in it.
     #[error("{path}: the output folder {}", describe_write_error(.source))]
     NotWritable {
+        /// The output folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
 }

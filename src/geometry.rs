@@ -5,13 +5,18 @@ use serde::{Deserialize, Serialize};
 /// An axis-aligned box in image pixels, corners `(x1, y1)`-`(x2, y2)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BBox {
+    /// Left edge, pixels.
     pub x1: f32,
+    /// Top edge, pixels.
     pub y1: f32,
+    /// Right edge, pixels.
     pub x2: f32,
+    /// Bottom edge, pixels.
     pub y2: f32,
 }
 
 impl BBox {
+    /// From its corners, as given (nothing is clipped or reordered).
     pub fn new(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
         Self { x1, y1, x2, y2 }
     }
@@ -44,10 +49,12 @@ impl BBox {
         [self.x1, self.y1, self.width(), self.height()]
     }
 
+    /// `x2 - x1`, pixels; negative for an inverted box.
     pub fn width(&self) -> f32 {
         self.x2 - self.x1
     }
 
+    /// `y2 - y1`, pixels; negative for an inverted box.
     pub fn height(&self) -> f32 {
         self.y2 - self.y1
     }
@@ -57,14 +64,17 @@ impl BBox {
         self.width().max(0.0) * self.height().max(0.0)
     }
 
+    /// Centre `(x, y)`, pixels.
     pub fn center(&self) -> (f32, f32) {
         ((self.x1 + self.x2) * 0.5, (self.y1 + self.y2) * 0.5)
     }
 
+    /// Whether all four corners are finite (no NaN or infinity).
     pub fn is_finite(&self) -> bool {
         self.x1.is_finite() && self.y1.is_finite() && self.x2.is_finite() && self.y2.is_finite()
     }
 
+    /// Area of the overlap with `other`, square pixels; 0 when they do not overlap.
     pub fn intersection(&self, other: &BBox) -> f32 {
         let w = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
         let h = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);

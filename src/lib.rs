@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! vidpose: videos in, tracked human poses out.
 //!
 //! Stages (see `pipeline`): decode (`video`) -> detect (`detect`) -> pose (`pose`) -> track

@@ -7,13 +7,18 @@ pub use crate::keypoints::NUM_KEYPOINTS;
 /// One keypoint in image pixels with its confidence.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Keypoint {
+    /// Column, image pixels.
     pub x: f32,
+    /// Row, image pixels.
     pub y: f32,
+    /// The heatmap maximum (MMPose's keypoint score); 0 for a box too degenerate to crop.
     pub score: f32,
 }
 
+/// One person in one frame, filled in stage by stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Person {
+    /// The person box in the frame, x1/y1/x2/y2 pixels.
     pub bbox: BBox,
     /// Detector (or given-box) confidence.
     pub bbox_score: f32,
@@ -24,6 +29,7 @@ pub struct Person {
 }
 
 impl Person {
+    /// A person known only by its box, before pose estimation and tracking.
     pub fn from_box(bbox: BBox, bbox_score: f32) -> Self {
         Self {
             bbox,

@@ -30,14 +30,20 @@ pub const MAX_PIXELS: usize = 1 << 26;
 /// COCO class index of "person" (MMDetection label 0).
 pub const PERSON: usize = 0;
 
+/// The architecture and test settings of one Cascade R-CNN checkpoint (MMDetection's config).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CascadeRcnnConfig {
+    /// ResNet / ResNeXt depth, width and grouping.
     pub backbone: ResNetConfig,
+    /// Channels of every FPN level (MMDetection's `neck.out_channels`, 256).
     pub fpn_channels: usize,
     /// Width of the RPN's 3x3 conv.
     pub rpn_channels: usize,
+    /// Anchors, proposal counts and NMS of the RPN (`rpn_head`, `test_cfg.rpn`).
     pub rpn: RpnConfig,
+    /// The three cascade stages (`roi_head`, `test_cfg.rcnn`).
     pub roi_head: RoiHeadConfig,
+    /// Resize, normalisation and padding of the input frame.
     pub preprocess: PreprocessConfig,
 }
 
@@ -94,26 +100,51 @@ impl CascadeRcnnConfig {
     }
 }
 
+/// Why the detector could not be loaded, or could not run on a frame.
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
+    /// The checkpoint cannot be read, or holds tensors the model did not use.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Building the model from the checkpoint failed (a missing or misshapen tensor).
     #[error("{path}: cannot build Cascade R-CNN from this checkpoint: {source}")]
     Load {
+        /// The checkpoint file.
         path: PathBuf,
+        /// candle's error, wrapping the [`CheckpointError`] that names the tensor.
         source: candle_core::Error,
     },
+    /// A frame with no pixels, or whose data is not `width * height * 3` bytes.
     #[error("image {width}x{height} has no pixels or its data ({len} bytes) does not match")]
-    BadImage { width: u32, height: u32, len: usize },
+    BadImage {
+        /// Frame width, pixels.
+        width: u32,
+        /// Frame height, pixels.
+        height: u32,
+        /// Length of the RGB data, bytes.
+        len: usize,
+    },
+    /// A frame of more than 64 Mpx (2^26 pixels): rejected rather than resized.
     #[error("image {width}x{height} is too large for the detector (at most {MAX_PIXELS} pixels)")]
-    TooLarge { width: u32, height: u32 },
+    TooLarge {
+        /// Frame width, pixels.
+        width: u32,
+        /// Frame height, pixels.
+        height: u32,
+    },
+    /// A frame so elongated that resizing it to the test scale leaves a side of 0 pixels.
     #[error("image {width}x{height} is too elongated: it resizes to {new_w}x{new_h}")]
     Degenerate {
+        /// Frame width, pixels.
         width: u32,
+        /// Frame height, pixels.
         height: u32,
+        /// Width after resizing, pixels.
         new_w: usize,
+        /// Height after resizing, pixels.
         new_h: usize,
     },
+    /// A tensor operation failed during the forward pass.
     #[error("detector forward pass failed: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -121,7 +152,9 @@ pub enum DetectError {
 /// One detection in original image pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Detection {
+    /// The box, x1/y1/x2/y2 in the original frame's pixels.
     pub bbox: BBox,
+    /// Class probability in [0, 1]: softmax of the three stages' mean class logits.
     pub score: f32,
     /// COCO class index (0 = person).
     pub label: usize,
@@ -148,6 +181,7 @@ pub fn persons(detections: Vec<Detection>, score_threshold: f32) -> Vec<Person> 
         .collect()
 }
 
+/// A loaded Cascade R-CNN with an FPN: frames in, boxes in the frame's pixels out.
 #[derive(Debug, Clone)]
 pub struct CascadeRcnn {
     backbone: ResNet,
@@ -196,6 +230,7 @@ impl CascadeRcnn {
         Ok(model)
     }
 
+    /// The architecture and test settings the model was built with.
     pub fn config(&self) -> &CascadeRcnnConfig {
         &self.cfg
     }

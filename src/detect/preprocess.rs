@@ -12,24 +12,32 @@ use candle_core::{Device, Result, Tensor};
 
 use crate::image::RgbImage;
 
+/// ImageNet per-channel mean (R, G, B) on the 0..255 scale, subtracted from every pixel.
 pub const MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+/// ImageNet per-channel standard deviation (R, G, B) on the 0..255 scale; pixels are divided
+/// by it after the mean is subtracted.
 pub const STD: [f32; 3] = [58.395, 57.12, 57.375];
 
 /// Geometry of one preprocessed image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ImageMeta {
+    /// Original size `(height, width)`, pixels.
     pub ori_shape: (usize, usize),
     /// Resized size `(height, width)` before padding: boxes are clipped to it.
     pub img_shape: (usize, usize),
+    /// Size `(height, width)` of the input tensor after padding to `pad_divisor`; in a batch,
+    /// the largest image's.
     pub pad_shape: (usize, usize),
     /// `(new_w / w, new_h / h)`.
     pub scale_factor: (f64, f64),
 }
 
+/// The test-time resize and padding (MMDetection's `Resize` and `Pad` settings).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PreprocessConfig {
     /// Longer and shorter side limits, `(1333, 800)`.
     pub scale: (usize, usize),
+    /// Height and width are padded up to a multiple of this (32; 0 is taken as 1).
     pub pad_divisor: usize,
 }
 

@@ -11,12 +11,16 @@ use std::path::{Path, PathBuf};
 /// An 8-bit RGB image, rows packed tightly (`stride == width * 3`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbImage {
+    /// Width, pixels.
     pub width: u32,
+    /// Height, pixels.
     pub height: u32,
+    /// `width * height * 3` bytes, R G B per pixel, row by row from the top-left.
     pub data: Vec<u8>,
 }
 
 impl RgbImage {
+    /// A black image of `width` x `height` pixels.
     pub fn new(width: u32, height: u32) -> Self {
         Self {
             width,
@@ -34,6 +38,8 @@ impl RgbImage {
         Some([self.data[i], self.data[i + 1], self.data[i + 2]])
     }
 
+    /// Sets the pixel at `(x, y)`; a point outside the image is ignored, so drawing may run
+    /// off the edges.
     pub fn put_pixel(&mut self, x: i64, y: i64, rgb: [u8; 3]) {
         if x < 0 || y < 0 || x >= self.width as i64 || y >= self.height as i64 {
             return;
@@ -47,21 +53,41 @@ impl RgbImage {
 /// refused before any memory is taken.
 pub const MAX_PIXELS: u64 = 1 << 30;
 
+/// Why a still image could not be decoded; each variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The file could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The image file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// libjpeg-turbo refused the data (damaged beyond what OpenCV recovers from).
     #[error("{path}: damaged or unsupported JPEG: {message}")]
-    Jpeg { path: PathBuf, message: String },
+    Jpeg {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The PNG decoder refused the data.
     #[error("{path}: damaged or unsupported PNG: {message}")]
-    Png { path: PathBuf, message: String },
+    Png {
+        /// The image file.
+        path: PathBuf,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The header announces more than [`MAX_PIXELS`] pixels; nothing was decoded.
     #[error("{path}: {width}x{height} pixels is more than the {MAX_PIXELS} an image may have")]
     TooLarge {
+        /// The image file.
         path: PathBuf,
+        /// Width from the header, pixels.
         width: u64,
+        /// Height from the header, pixels.
         height: u64,
     },
 }
@@ -69,7 +95,9 @@ pub enum ImageError {
 /// The still-image formats decoded here rather than by FFmpeg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StillFormat {
+    /// Data starting `FF D8 FF`.
     Jpeg,
+    /// Data starting with the PNG signature `\x89PNG\r\n\x1a\n`.
     Png,
 }
 
@@ -89,6 +117,7 @@ impl StillFormat {
 /// A decoded still image and what the decoder had to say about it.
 #[derive(Debug)]
 pub struct Decoded {
+    /// The pixels, EXIF orientation applied.
     pub image: RgbImage,
     /// A recoverable fault (a truncated JPEG, say): the image is what OpenCV returns for the
     /// same file, but the caller should tell the user.

@@ -18,42 +18,91 @@ pub mod load;
 use crate::detect::CascadeRcnnConfig;
 use crate::pose::{HrNetConfig, PoseModelConfig};
 
+/// Why a model card, checkpoint or device could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A file or folder (card, checkpoint, models directory) could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// A card file is not valid YAML of the card's shape.
     #[error("model card {path}: {message}")]
-    Card { path: PathBuf, message: String },
+    Card {
+        /// The card file.
+        path: PathBuf,
+        /// What is wrong, with its place in the file.
+        message: String,
+    },
+    /// No card has this name.
     #[error("unknown model `{name}`; known: {known}")]
-    Unknown { name: String, known: String },
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names of the cards there are, comma-separated.
+        known: String,
+    },
+    /// The transfer failed: `curl` missing or failing, an unreadable `file://` source, a URL
+    /// scheme other than http, https and file.
     #[error("downloading {url}: {reason}")]
-    Download { url: String, reason: String },
+    Download {
+        /// The checkpoint's URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The downloaded file's sha256 does not start with the card's prefix; the file was deleted.
     #[error("{url}: sha256 starts with {got}, expected {expected}; download discarded")]
     HashMismatch {
+        /// The checkpoint's URL.
         url: String,
+        /// The downloaded file's hash, cut to the prefix's length.
         got: String,
+        /// The card's prefix, lowercase.
         expected: String,
     },
+    /// The checkpoint a configuration runs is not on disk.
     #[error("{section} checkpoint {path} not found: download it with `vidpose models fetch {name}` (into {dir}), or set {section}.checkpoint")]
     MissingCheckpoint {
+        /// The pipeline.yaml section naming the model (`pose`, `detector`).
         section: String,
+        /// The checkpoint looked for.
         path: PathBuf,
+        /// The card's name, for the `vidpose models fetch` hint.
         name: String,
+        /// The models directory `fetch` downloads into.
         dir: PathBuf,
     },
+    /// The card exists but describes a model for the other task (a detector named as
+    /// `pose.model`, or the reverse), or an architecture vidpose cannot build.
     #[error("model card `{name}` is not a {expected} model")]
-    WrongTask { name: String, expected: String },
+    WrongTask {
+        /// The card's name.
+        name: String,
+        /// The task it was wanted for: `pose` or `detector`.
+        expected: String,
+    },
+    /// The configured device cannot be opened (no CUDA build, no such GPU).
     #[error(
         "device `{device}` cannot be used: {reason} (CUDA needs a build with `--features cuda`)"
     )]
-    Device { device: String, reason: String },
+    Device {
+        /// The device as configured (`cpu`, `cuda:0`).
+        device: String,
+        /// Why it cannot be opened.
+        reason: String,
+    },
+    /// The checkpoint is there but building the model from it failed.
     #[error("{what} `{name}`: {reason}")]
     Load {
+        /// `pose model` or `detector`.
         what: &'static str,
+        /// The card's name.
         name: String,
+        /// The loader's error, as text.
         reason: String,
     },
 }
@@ -259,9 +308,18 @@ pub fn find<'a>(cards: &'a [ModelCard], name: &str) -> Result<&'a ModelCard, Mod
 /// State of a card's checkpoint in a models directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verified {
+    /// No file under the card's name.
     Missing,
-    Ok { sha256: String },
-    Mismatch { sha256: String },
+    /// The file's hash starts with the card's prefix.
+    Ok {
+        /// The file's full sha256, lowercase hex.
+        sha256: String,
+    },
+    /// The file is there but its hash does not match the card: a different or damaged file.
+    Mismatch {
+        /// The file's full sha256, lowercase hex.
+        sha256: String,
+    },
 }
 
 /// Hash the checkpoint of `card` in `dir` and compare with the card.

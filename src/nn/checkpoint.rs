@@ -24,44 +24,74 @@ use candle_nn::VarBuilder;
 /// How a checkpoint file is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointFormat {
+    /// `torch.save` zip archive (PyTorch 1.6 and later), starting `PK\x03\x04`.
     TorchZip,
+    /// Pre-1.6 PyTorch pickle stream, starting `\x80\x02\x8a`.
     TorchLegacy,
+    /// safetensors: 8-byte little-endian header length, then a JSON header.
     Safetensors,
 }
 
+/// Why a checkpoint could not be read, or does not fit the model built from it.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The file could not be opened or read.
     #[error("cannot read checkpoint {path}: {source}")]
     Io {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The first bytes match none of the three formats.
     #[error("{path}: not a PyTorch (.pth zip or legacy) or safetensors checkpoint")]
-    UnknownFormat { path: PathBuf },
+    UnknownFormat {
+        /// The checkpoint file.
+        path: PathBuf,
+    },
+    /// The format was recognised but the contents do not parse (truncated download, bad pickle).
     #[error("{path}: damaged or truncated {format:?} checkpoint: {reason}")]
     Corrupt {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The format its first bytes announce.
         format: CheckpointFormat,
+        /// The reader's error.
         reason: String,
     },
+    /// The model asked for a tensor the file does not hold.
     #[error("{path}: tensor `{key}` is missing (wrong model architecture for this checkpoint?)")]
-    Missing { path: PathBuf, key: String },
+    Missing {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's normalised name (`head.` for MMPose 0.x `keypoint_head.`).
+        key: String,
+    },
+    /// The file's tensor has another shape than the model's parameter.
     #[error(
         "{path}: tensor `{key}` has shape {found:?} in the checkpoint but the model expects \
          {expected:?} (wrong model architecture or width for this checkpoint?)"
     )]
     Shape {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The tensor's name as stored in the file.
         key: String,
+        /// The model's shape.
         expected: Vec<usize>,
+        /// The file's shape.
         found: Vec<usize>,
     },
+    /// Tensors left over after the model was built: the file is for another architecture.
     #[error(
         "{path}: {count} tensor(s) not used by the model (wrong architecture?), e.g. {examples}"
     )]
     Unused {
+        /// The checkpoint file.
         path: PathBuf,
+        /// How many tensors went unused (BN `num_batches_tracked` counters not counted).
         count: usize,
+        /// Up to five of their names as stored, comma-separated.
         examples: String,
     },
 }
@@ -150,18 +180,22 @@ impl Checkpoint {
         }
     }
 
+    /// The file this checkpoint was read from.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
 
+    /// The container format detected on opening.
     pub fn format(&self) -> CheckpointFormat {
         self.format
     }
 
+    /// Number of tensors, `data_preprocessor.*` entries excluded.
     pub fn len(&self) -> usize {
         self.inner.tensors.len()
     }
 
+    /// Whether the file holds no tensors (after dropping `data_preprocessor.*`).
     pub fn is_empty(&self) -> bool {
         self.inner.tensors.is_empty()
     }

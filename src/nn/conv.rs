@@ -21,13 +21,18 @@ pub const BN_EPS: f64 = 1e-5;
 /// Shape and placement of a square convolution (padding `kernel / 2`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConvSpec {
+    /// Input channels.
     pub c_in: usize,
+    /// Output channels.
     pub c_out: usize,
+    /// Kernel side, in pixels (the kernel is `kernel`x`kernel`).
     pub kernel: usize,
+    /// Step between output positions, in input pixels.
     pub stride: usize,
     /// Groups of input channels (1: a plain convolution); the weight is
     /// `[c_out, c_in / groups, k, k]`.
     pub groups: usize,
+    /// ReLU after the bias on the plain forward pass; residual forwards choose their own.
     pub relu: bool,
 }
 

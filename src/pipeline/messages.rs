@@ -17,9 +17,13 @@ use crate::video::{DecodedFrame, StreamInfo, VideoError, VideoJob};
 pub struct VideoMeta {
     /// Position among this run's videos.
     pub id: usize,
+    /// The input: its name, source files and PoseTrack sequence, if any.
     pub job: VideoJob,
+    /// Frame rate and declared frame count, as the decoder reports them once opened.
     pub info: StreamInfo,
+    /// Where the PoseTrack JSON file goes, under `output.dir`.
     pub output_json: PathBuf,
+    /// Where the overlay video goes; `None` unless `render.enabled`.
     pub output_video: Option<PathBuf>,
     /// Boxes from files, when the detector is `boxes`.
     pub boxes: Option<Arc<GivenBoxes>>,
@@ -28,10 +32,14 @@ pub struct VideoMeta {
 /// One frame and what the stages found in it.
 #[derive(Debug)]
 pub struct Frame {
+    /// The video the frame belongs to.
     pub video: Arc<VideoMeta>,
     /// Position within the video, from 0.
     pub index: u64,
+    /// The pixels, the frame's number, timestamp and source file.
     pub decoded: DecodedFrame,
+    /// The people found so far: boxes after detection, keypoints after pose, track ids after
+    /// tracking.
     pub persons: Vec<Person>,
     /// The annotation file's entry for this frame, so outputs keep the dataset's ids.
     pub reference_image: Option<posetrack::Image>,

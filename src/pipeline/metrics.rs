@@ -8,33 +8,52 @@ use serde::Serialize;
 /// Latency samples kept per stage; beyond this, reservoir sampling keeps memory flat.
 const MAX_SAMPLES: usize = 100_000;
 
+/// Counters one stage accumulates while it runs; [`StageMetrics::summary`] reports them.
 #[derive(Debug, Clone, Default)]
 pub struct StageMetrics {
+    /// The stage's name (`decode`, `detect`, `pose`, ...).
     pub name: String,
+    /// Frames received (frames produced, for the source).
     pub items: u64,
+    /// Units of work run: forward passes for batched stages.
     pub batches: u64,
+    /// Run time less `wait_input` and `blocked_output`.
     pub busy: Duration,
+    /// Time spent waiting for the previous stage to send something.
     pub wait_input: Duration,
+    /// Time spent waiting for the next stage to accept a message (a full channel), and for the
+    /// source, for a frame permit.
     pub blocked_output: Duration,
     latencies_ms: Vec<f32>,
     seen: u64,
     rng: u64,
 }
 
+/// One stage's row in the end-of-run table and in `output.metrics_json`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StageSummary {
+    /// The stage's name.
     pub stage: String,
+    /// Frames handled, as [`StageMetrics::items`].
     pub items: u64,
+    /// Units of work run, as [`StageMetrics::batches`].
     pub batches: u64,
+    /// Busy time, seconds.
     pub busy_s: f64,
+    /// Time waiting for input, seconds.
     pub wait_input_s: f64,
+    /// Time blocked on a full output channel, seconds.
     pub blocked_output_s: f64,
+    /// Throughput over busy time (`items / busy_s`); 0 when the stage was never busy.
     pub items_per_s: f64,
+    /// Median per-frame latency, milliseconds; 0 without samples.
     pub latency_p50_ms: f64,
+    /// 95th-percentile per-frame latency, milliseconds; 0 without samples.
     pub latency_p95_ms: f64,
 }
 
 impl StageMetrics {
+    /// Empty counters for the stage called `name`.
     pub fn new(name: &str) -> Self {
         Self {
             name: name.into(),
@@ -43,6 +62,8 @@ impl StageMetrics {
         }
     }
 
+    /// Adds one frame's latency sample (a stage: from the previous stage sending the frame to
+    /// this one sending it on; the source: decoding it), kept in a bounded reservoir.
     pub fn record_latency(&mut self, latency: Duration) {
         let ms = latency.as_secs_f32() * 1000.0;
         self.seen += 1;
@@ -60,6 +81,7 @@ impl StageMetrics {
         }
     }
 
+    /// The totals in seconds, throughput and latency percentiles.
     pub fn summary(&self) -> StageSummary {
         let mut sorted = self.latencies_ms.clone();
         sorted.sort_by(f32::total_cmp);

@@ -38,14 +38,20 @@ pub enum Decoding {
     Msra,
     /// DARK (Zhang et al. 2019, <https://arxiv.org/abs/1910.06278>): Gaussian-blur the heatmap
     /// and take a Newton step on its log. `blur_kernel` is 11 for sigma 2, 17 for sigma 3.
-    Dark { blur_kernel: usize },
+    Dark {
+        /// Side of the Gaussian blur kernel, heatmap pixels (odd).
+        blur_kernel: usize,
+    },
 }
 
 /// A keypoint in heatmap coordinates with its score (the heatmap maximum).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HeatmapPeak {
+    /// Column, heatmap pixels, refined to sub-pixel; -1 when the maximum is not above 0.
     pub x: f32,
+    /// Row, heatmap pixels, refined to sub-pixel; -1 when the maximum is not above 0.
     pub y: f32,
+    /// The heatmap's maximum value (MMPose's keypoint score, not clipped to [0, 1]).
     pub score: f32,
 }
 

@@ -15,6 +15,7 @@ use crate::image::RgbImage;
 
 /// ImageNet mean and std in RGB order, 0-255 scale (MMPose `PoseDataPreprocessor`).
 pub const MEAN: [f32; 3] = [123.675, 116.28, 103.53];
+/// ImageNet std in RGB order, 0-255 scale; crop pixels are `(v - MEAN) / STD`.
 pub const STD: [f32; 3] = [58.395, 57.12, 57.375];
 
 /// Box padding of the PoseTrack18 configs.
@@ -23,19 +24,26 @@ pub const BBOX_PADDING: f32 = 1.25;
 /// Where a crop came from: centre and aspect-fixed scale in image pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CropBox {
+    /// Box centre `[x, y]`, image pixels.
     pub center: [f32; 2],
+    /// Region `[width, height]` that fills the model input, image pixels: the box padded by
+    /// [`BBOX_PADDING`], then widened or heightened to the input's aspect ratio.
     pub scale: [f32; 2],
 }
 
 /// Crop geometry for a model input of `input_w` x `input_h` pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopdownAffine {
+    /// Model input width, pixels.
     pub input_w: u32,
+    /// Model input height, pixels.
     pub input_h: u32,
+    /// Factor the box is grown by before cropping (MMPose's `GetBBoxCenterScale` `padding`).
     pub padding: f32,
 }
 
 impl TopdownAffine {
+    /// Crops for a `input_w` x `input_h` model with the PoseTrack18 padding, [`BBOX_PADDING`].
     pub fn new(input_w: u32, input_h: u32) -> Self {
         Self {
             input_w,

@@ -18,15 +18,21 @@ use crate::pose::crop::{normalize_into, CropBox, TopdownAffine};
 use crate::pose::head::HeatmapHead;
 use crate::pose::hrnet::{HrNet, HrNetConfig};
 
+/// Why the pose model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum PoseError {
+    /// The checkpoint cannot be read, or holds tensors the model did not use.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Building HRNet or its head from the checkpoint failed (a missing or misshapen tensor).
     #[error("loading pose model from {path}: {source}")]
     Load {
+        /// The checkpoint file, for display.
         path: String,
+        /// candle's error, wrapping the [`CheckpointError`] that names the tensor.
         source: candle_core::Error,
     },
+    /// A tensor operation failed while running a batch of crops.
     #[error("pose model forward pass: {0}")]
     Forward(#[from] candle_core::Error),
 }
@@ -34,6 +40,7 @@ pub enum PoseError {
 /// Architecture and input size of a top-down HRNet model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoseModelConfig {
+    /// HRNet's width (32 or 48) and stage layout.
     pub backbone: HrNetConfig,
     /// Model input (width, height): (192, 256) or (288, 384) for the seed models.
     pub input_size: (u32, u32),
@@ -52,7 +59,9 @@ impl PoseModelConfig {
 /// Test-time options (the PoseTrack18 configs: flip test on, MSRA decoding).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoseOptions {
+    /// Average the heatmaps with those of the mirrored crop (`pose.flip_test`).
     pub flip_test: bool,
+    /// How keypoints are read off the heatmaps (`pose.decode`, blur kernel resolved).
     pub decoding: Decoding,
     /// Crops per forward pass (before flip doubling).
     pub batch_size: usize,
@@ -68,6 +77,8 @@ impl Default for PoseOptions {
     }
 }
 
+/// A loaded top-down HRNet with its heatmap head: person boxes on a frame in, 17 keypoints
+/// per box out, in the frame's pixels.
 pub struct PoseEstimator {
     backbone: HrNet,
     head: HeatmapHead,
@@ -128,10 +139,12 @@ impl PoseEstimator {
         })
     }
 
+    /// The architecture and input size the model was built with.
     pub fn config(&self) -> &PoseModelConfig {
         &self.config
     }
 
+    /// The test-time options in use (`batch_size` at least 1).
     pub fn options(&self) -> &PoseOptions {
         &self.options
     }

@@ -11,20 +11,37 @@ use super::format::{self, PoseTrackFile};
 use crate::geometry::BBox;
 use crate::person::Person;
 
+/// Why a boxes file (or folder) could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BoxesError {
+    /// The file or folder could not be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The file is not JSON.
     #[error("{path}: not JSON: {source}")]
     NotJson {
+        /// The file.
         path: PathBuf,
+        /// serde_json's error, with line and column.
         source: serde_json::Error,
     },
+    /// JSON of the wrong shape or content: a box that is not `[x, y, w, h]` with finite
+    /// values, an unknown `image_id`, a folder without `.json` files, a list without
+    /// `detector.boxes_images`.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file or folder.
+        path: PathBuf,
+        /// Which entry is wrong and how.
+        message: String,
+    },
+    /// An annotation file (or the `images` file of detection results) failed to read as
+    /// PoseTrack JSON.
     #[error(transparent)]
     PoseTrack(#[from] format::PoseTrackError),
 }
@@ -53,9 +70,11 @@ enum Corners {
     Detection(BBox),
 }
 
+/// One person box read from a file, kept as given until the frame's size is known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GivenBox {
     corners: Corners,
+    /// The box's score: a detection's `score`, an annotation's `score` or 1.
     pub score: f32,
     /// The track id of a ground-truth annotation.
     pub track_id: Option<i64>,
@@ -378,6 +397,7 @@ impl GivenBoxes {
         Ok(())
     }
 
+    /// The file or folder the boxes were loaded from.
     pub fn source(&self) -> &Path {
         &self.source
     }

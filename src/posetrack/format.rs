@@ -7,23 +7,41 @@ use serde_json::{Map, Value};
 
 use crate::keypoints::{KEYPOINT_NAMES, SKELETON};
 
+/// Why a PoseTrack file could not be read or written; each variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum PoseTrackError {
+    /// The file could not be read (missing, unreadable).
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
+    /// The text is not JSON of the PoseTrack 2018 shape (or, on writing, could not be
+    /// serialized).
     #[error("{path}: not a PoseTrack 2018 JSON file: {source}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// serde_json's error, with line and column.
         source: serde_json::Error,
     },
+    /// Well-formed JSON that breaks a rule: duplicate image ids, an annotation whose
+    /// `image_id` is not in `images`, a box with a negative size, keypoints not 51 numbers.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which entry breaks which rule.
+        message: String,
+    },
+    /// The file could not be written (full disk, no permission, ...).
     #[error("{path}: {}", crate::fsutil::describe_write_error(.source))]
     Write {
+        /// The file.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
 }
@@ -31,18 +49,27 @@ pub enum PoseTrackError {
 /// One frame of a sequence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
+    /// Image id, unique in the file; annotations refer to it by `image_id`.
     pub id: u64,
+    /// Frame path relative to the dataset root, e.g. `images/val/000342_mpii_test/000000.jpg`.
     pub file_name: String,
+    /// Sequence id (`"000342"` for PoseTrack sequences, the video's name otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vid_id: Option<String>,
+    /// Frame id as PoseTrack numbers it; vidpose writes the image id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame_id: Option<u64>,
+    /// Number of frames in the sequence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nframes: Option<u64>,
+    /// Whether the frame has ground-truth poses (PoseTrack labels only some frames).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_labeled: Option<bool>,
+    /// x coordinates (pixels) of the ignore-region polygons, one list per polygon; the
+    /// evaluator drops points inside them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_regions_x: Option<Vec<Vec<f64>>>,
+    /// y coordinates (pixels) of the same polygons, paired with `ignore_regions_x`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_regions_y: Option<Vec<Vec<f64>>>,
     /// Fields vidpose does not interpret (`width`, `height`, `mask_file`, ...), kept on copy.
@@ -53,9 +80,12 @@ pub struct Image {
 /// One person in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Annotation {
+    /// The `id` of the image (frame) this person is in.
     pub image_id: u64,
+    /// Annotation id, unique in the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
+    /// Identity across frames; `None` for an untracked person.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track_id: Option<i64>,
     /// `[x, y, w, h]`.
@@ -65,6 +95,7 @@ pub struct Annotation {
         deserialize_with = "four_numbers"
     )]
     pub bbox: Option<[f64; 4]>,
+    /// Head box, `[x, y, w, h]`: the PCKh distance scale in ground truth; vidpose writes none.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -74,12 +105,16 @@ pub struct Annotation {
     /// 17 x (x, y, v-or-score).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keypoints: Option<Vec<f64>>,
+    /// 17 per-keypoint confidences, required in predictions by the evaluator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scores: Option<Vec<f64>>,
+    /// Instance score; vidpose writes MMPose's (box score x mean confident keypoint score).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// 1 (`person`); other categories are skipped when reading boxes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category_id: Option<u64>,
+    /// Fields vidpose does not interpret (`iscrowd`, `num_keypoints`, ...), kept on copy.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -105,14 +140,20 @@ pub fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
+/// An entry of `categories`: the object class and its keypoint names and skeleton (COCO style).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Category {
+    /// Category id that annotations give as `category_id`; 1 for `person`.
     pub id: u64,
+    /// Class name, `person`.
     pub name: String,
+    /// Parent class, `person` for PoseTrack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supercategory: Option<String>,
+    /// Keypoint names in annotation order (`nose`, `head_bottom`, ...).
     #[serde(default)]
     pub keypoints: Vec<String>,
+    /// Limbs as pairs of 1-based keypoint indices.
     #[serde(default)]
     pub skeleton: Vec<Vec<u32>>,
 }
@@ -130,11 +171,15 @@ impl Category {
     }
 }
 
+/// A PoseTrack 2018 JSON file: one sequence's frames and the people in them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoseTrackFile {
+    /// The frames, one entry each.
     pub images: Vec<Image>,
+    /// The people, in any frame order; each points at its frame by `image_id`.
     #[serde(default)]
     pub annotations: Vec<Annotation>,
+    /// Object classes; vidpose writes the single `person` category.
     #[serde(default)]
     pub categories: Vec<Category>,
 }

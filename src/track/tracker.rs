@@ -12,8 +12,10 @@ pub const MAX_TRACK_ID: u64 = 10_000;
 /// Costs are similarities in [0, 1]; the assignment crate wants integers.
 const COST_SCALE: f32 = 1e6;
 
+/// Why a video's people could not be tracked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TrackError {
+    /// The video would need a track id of [`MAX_TRACK_ID`] or more.
     #[error(
         "more than {MAX_TRACK_ID} tracks in one video: PoseTrack track ids must stay below \
          {MAX_TRACK_ID} (raise tracker.min_score / min_keypoints or max_age to start fewer tracks)"
@@ -58,7 +60,10 @@ pub struct TrackerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackerKind {
+    /// Optimal assignment on pose (OKS) and box (IoU) similarity; needs a pose model.
     Hungarian,
+    /// The track ids the boxes file gives (ground-truth annotations); the others are numbered
+    /// within their frame.
     Given,
 }
 
@@ -124,6 +129,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// A tracker with no tracks yet; ids start at 0.
     pub fn new(cfg: TrackerConfig) -> Self {
         Self {
             cfg,
@@ -132,6 +138,7 @@ impl Tracker {
         }
     }
 
+    /// The settings it was made with.
     pub fn config(&self) -> &TrackerConfig {
         &self.cfg
     }

@@ -250,6 +250,7 @@ fn introsort(v: &mut [(f32, usize)]) {
 /// kernel plugs in through `cuda_fwd`.
 #[derive(Debug, Clone, Copy)]
 pub struct Nms {
+    /// A box is dropped when its IoU with a kept, higher-scoring box exceeds this.
     pub iou_threshold: f32,
 }
 

@@ -11,13 +11,17 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+/// mmcv's RoIAlign settings for one feature level; the op itself is `ops::roi_align`.
 #[derive(Debug, Clone, Copy)]
 pub struct RoiAlign {
+    /// Bins per side of the pooled output (7 in MMDetection).
     pub output_size: usize,
     /// Feature-map pixels per input pixel (1 / stride).
     pub spatial_scale: f32,
     /// Samples per bin side; 0 = adaptive.
     pub sampling_ratio: usize,
+    /// Shift box corners by half a pixel so box coordinates meet pixel centres (mmcv's
+    /// `aligned=True`, MMDetection's setting).
     pub aligned: bool,
 }
 

@@ -44,7 +44,10 @@ pub(crate) fn distances(frame: &EvalFrame) -> Vec<Vec<[f64; NUM_JOINTS]>> {
 /// poseval's rule: PCK of each (prediction, GT) pair = matched joints / annotated GT joints; each
 /// prediction keeps only its best GT (first on ties); then each GT takes the prediction with the
 /// highest remaining PCK (first on ties) if that PCK is not zero. Scores play no part.
-pub(crate) fn match_people(frame: &EvalFrame, dist: &[Vec<[f64; NUM_JOINTS]>]) -> Vec<Option<usize>> {
+pub(crate) fn match_people(
+    frame: &EvalFrame,
+    dist: &[Vec<[f64; NUM_JOINTS]>],
+) -> Vec<Option<usize>> {
     let n_gt = frame.gt.len();
     let annotated: Vec<usize> = frame
         .gt
