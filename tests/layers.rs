@@ -68,7 +68,10 @@ fn file_of(module: &[String]) -> String {
 fn module_of(file: &str) -> Vec<String> {
     let rel = file.trim_start_matches("src/").trim_end_matches(".rs");
     let mut parts: Vec<String> = rel.split('/').map(String::from).collect();
-    if parts.last().is_some_and(|p| p == "mod" || p == "lib" || p == "main") {
+    if parts
+        .last()
+        .is_some_and(|p| p == "mod" || p == "lib" || p == "main")
+    {
         parts.pop();
     }
     parts
@@ -86,11 +89,14 @@ fn imports(file: &str, text: &str) -> BTreeSet<Vec<String>> {
     let mut found = BTreeSet::new();
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or("");
-        for (prefix, base) in [("crate::", Vec::new()), ("super::", {
-            let mut m = own.clone();
-            m.pop();
-            m
-        })] {
+        for (prefix, base) in [
+            ("crate::", Vec::new()),
+            ("super::", {
+                let mut m = own.clone();
+                m.pop();
+                m
+            }),
+        ] {
             let mut rest = code;
             while let Some(at) = rest.find(prefix) {
                 let before = rest[..at].chars().last();
@@ -108,7 +114,8 @@ fn imports(file: &str, text: &str) -> BTreeSet<Vec<String>> {
                 if let Some(group) = tail.strip_prefix('{') {
                     let inner = group.split('}').next().unwrap_or("");
                     for item in inner.split(',') {
-                        let name: String = item.trim().chars().take_while(|&c| is_ident(c)).collect();
+                        let name: String =
+                            item.trim().chars().take_while(|&c| is_ident(c)).collect();
                         if !name.is_empty() && name != "self" {
                             let mut path = base.clone();
                             path.push(name);
@@ -217,7 +224,10 @@ fn the_checker_sees_each_kind_of_import() {
     }
     assert!(!names.contains("render"), "a comment counted: {names:?}");
     let rows = layer_map();
-    assert_eq!(file_of(&["pipeline".into(), "plan".into()]), "src/pipeline/plan.rs");
+    assert_eq!(
+        file_of(&["pipeline".into(), "plan".into()]),
+        "src/pipeline/plan.rs"
+    );
     assert_eq!(
         row_of(&rows, "src/pipeline/plan.rs").unwrap().layer,
         row_of(&rows, "src/pipeline/build.rs").unwrap().layer

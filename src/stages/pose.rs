@@ -1,5 +1,5 @@
 //! The pose stage: person crops from several frames (and videos) batched into one forward
-//! pass (see [`crate::pipeline::batching`]).
+//! pass (see `crate::pipeline::batching`).
 
 use std::time::Duration;
 

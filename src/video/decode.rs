@@ -13,6 +13,7 @@ use crate::image::RgbImage;
 /// One decoded frame and where it came from.
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
+    /// The picture as packed RGB, turned upright (display matrix for videos, EXIF for JPEG/PNG).
     pub image: RgbImage,
     /// Frame number: the file number in an image folder; in a video, the index its timestamp
     /// gives (frames lost in a damaged file leave a gap).
@@ -26,6 +27,8 @@ pub struct DecodedFrame {
 /// What is known about a video before its frames are decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamInfo {
+    /// Frames per second: the container's average rate (25 when it declares none); for images,
+    /// the configured image rate.
     pub fps: f64,
     /// Frame count declared by the container (or the folder listing), if any.
     pub frames_hint: Option<u64>,
@@ -100,6 +103,7 @@ impl RgbConverter {
 
 /// Frames of one job, in order.
 pub trait FrameDecoder {
+    /// Frame rate and declared frame count, known once the input is open.
     fn info(&self) -> &StreamInfo;
     /// The next frame, `Ok(None)` at the end.
     fn next_frame(&mut self) -> Result<Option<DecodedFrame>, VideoError>;

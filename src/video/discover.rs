@@ -18,15 +18,20 @@ pub enum SourceKind {
     VideoFile(PathBuf),
     /// `000000.jpg`, `000001.jpg`, ...: `(number, path)` sorted by number.
     ImageFolder {
+        /// The folder holding the images.
         dir: PathBuf,
+        /// The numbered images, by number; gaps are allowed.
         files: Vec<(u64, PathBuf)>,
     },
+    /// One image file given as an input, decoded as a one-frame video (frame number 0).
     SingleImage(PathBuf),
     /// An input found in a batch that cannot be decoded (two images with the same number, a
     /// number too large): opening it returns `message`, so the run reports it as this job's
     /// failure and the other jobs still run.
     Invalid {
+        /// The folder at fault.
         path: PathBuf,
+        /// Why it cannot be decoded.
         message: String,
     },
 }
@@ -40,10 +45,12 @@ pub struct PoseTrackSequence {
     pub split: Option<String>,
     /// 1 mpii, 2 bonn, 3 mpiinew.
     pub source_id: u64,
+    /// The six-digit sequence number `SSSSSS` at the start of the folder name.
     pub number: u64,
 }
 
 impl PoseTrackSequence {
+    /// Recognises a folder named `SSSSSS_<mpii|bonn|mpiinew>_<split>`; `None` for any other name.
     pub fn parse(dir: &Path) -> Option<Self> {
         let name = dir.file_name()?.to_str()?.to_string();
         let mut parts = name.splitn(3, '_');
@@ -90,11 +97,14 @@ impl PoseTrackSequence {
 pub struct VideoJob {
     /// Output base name: the video's file stem or the sequence folder's name.
     pub name: String,
+    /// What is decoded: a video file, an image, a numbered-image folder, or a broken input.
     pub kind: SourceKind,
+    /// Set when the job is a PoseTrack sequence folder: its output then uses the dataset's ids.
     pub posetrack: Option<PoseTrackSequence>,
 }
 
 impl VideoJob {
+    /// The input file or folder the job reads.
     pub fn path(&self) -> &Path {
         match &self.kind {
             SourceKind::VideoFile(p) | SourceKind::SingleImage(p) => p,
@@ -130,10 +140,12 @@ fn extension_in(path: &Path, list: &[&str]) -> bool {
         .is_some_and(|e| list.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// True for a still image by extension (jpg, jpeg, png, bmp, webp; any case).
 pub fn is_image_file(path: &Path) -> bool {
     extension_in(path, &IMAGE_EXTENSIONS)
 }
 
+/// True for a video container by extension (mp4, mkv, mov, avi, webm, ...; any case).
 pub fn is_video_file(path: &Path) -> bool {
     extension_in(path, &VIDEO_EXTENSIONS)
 }

@@ -16,7 +16,9 @@ use crate::image::RgbImage;
 pub enum VideoCodec {
     /// H.264 when FFmpeg has an encoder for it, else MPEG-4 Part 2.
     Auto,
+    /// H.264 (libx264 at `render.crf`, preset veryfast); an error if FFmpeg lacks the encoder.
     H264,
+    /// MPEG-4 Part 2 at a bit rate set from the frame size and rate.
     Mpeg4,
 }
 
@@ -44,6 +46,8 @@ fn rational_fps(fps: f64) -> ffmpeg::Rational {
 }
 
 impl OverlayWriter {
+    /// Starts an mp4 at `path` (written under a temporary name); odd sizes are cropped to even.
+    /// `crf` is H.264's constant rate factor (lower is better quality), unused for MPEG-4.
     pub fn create(
         path: &Path,
         width: u32,

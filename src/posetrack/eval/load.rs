@@ -32,44 +32,71 @@ const JOINT_SOURCE_NAMES: [&str; NUM_JOINTS] = {
 /// What is wrong in a ground-truth or prediction file ([`EvalError::Invalid`] names the file).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvalidFile {
+    /// `categories` does not hold exactly one entry; the count found.
     #[error("`categories` must hold exactly one entry (the PoseTrack `person`), found {0}")]
     CategoryCount(usize),
+    /// The single category is not named `person`; the name found.
     #[error("the category is named {0:?}, expected \"person\"")]
     CategoryName(String),
+    /// The category's `keypoints` list is not 17 names long; the length found.
     #[error("the category lists {0} keypoints, expected the 17 PoseTrack 2018 names")]
     KeypointCount(usize),
+    /// A keypoint name poseval scores (2018 naming, e.g. `head_bottom`) is not in the category.
     #[error("the category's keypoints lack {0:?}")]
     MissingKeypoint(&'static str),
+    /// An image's `file_name` is not a PoseTrack frame path poseval can take ids from.
     #[error("images[{index}].file_name {file_name:?}: {problem}")]
     FileName {
+        /// Position of the image in `images`.
         index: usize,
+        /// The `file_name` as written.
         file_name: String,
+        /// What is wrong with it.
         problem: FrameNameError,
     },
+    /// A person (entry of `annotations`) lacks something the evaluation needs.
     #[error("annotations[{index}]: {problem}")]
-    Person { index: usize, problem: PersonError },
+    Person {
+        /// Position of the person in `annotations`.
+        index: usize,
+        /// What it lacks.
+        problem: PersonError,
+    },
+    /// Two predicted people of one frame share a `track_id`.
     #[error(
         "track_id {track_id} appears twice in frame {frame} ({file_name}); track ids must be \
          unique per frame"
     )]
     DuplicateTrackId {
+        /// The repeated `track_id`, as written in the file.
         track_id: i64,
+        /// Position of the frame among the sequence's images.
         frame: usize,
+        /// The frame's `file_name`.
         file_name: String,
     },
+    /// A ground-truth ignore region (`ignore_regions_x`/`_y`) has fewer than 3 points.
     #[error(
         "images[{index}]: ignore region {region} has fewer than 3 points (poseval cannot read it)"
     )]
-    IgnoreRegion { index: usize, region: usize },
+    IgnoreRegion {
+        /// Position of the frame among the sequence's images.
+        index: usize,
+        /// Position of the region in the image's ignore-region lists.
+        region: usize,
+    },
 }
 
 /// Why a frame's `file_name` is not one poseval can derive ids from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FrameNameError {
+    /// The folder name does not start with digits followed by `_`.
     #[error("the folder name must start with the sequence number (e.g. 000342_mpii_test)")]
     SequenceNumber,
+    /// The folder name's second `_`-separated part is not `mpii`, `bonn` or `mpiinew`.
     #[error("the folder name's source must be mpii, bonn or mpiinew")]
     Source,
+    /// The file name (before the first `.`) is not a number below 10000.
     #[error("the file name must be the frame number below 10000 (e.g. 000012.jpg)")]
     FrameNumber,
 }
@@ -77,19 +104,30 @@ pub enum FrameNameError {
 /// What is wrong with one person (annotation) of a file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PersonError {
+    /// The person has no `track_id`.
     #[error("no `track_id`")]
     NoTrackId,
+    /// `track_id` is 10000 (`MAX_TRACK_ID`) or more; the id found.
     #[error("track_id {0} is too large: PoseTrack requires track ids below {MAX_TRACK_ID}")]
     TrackIdTooLarge(i64),
+    /// The person has no `keypoints` array.
     #[error("no `keypoints`")]
     NoKeypoints,
+    /// A predicted person has no (or an empty) `scores` array.
     #[error(
         "no per-keypoint `scores` (17 confidences are required; without \
          them poseval scores every joint -9999 and AP is meaningless)"
     )]
     NoScores,
+    /// A predicted person's `scores` has not one value per keypoint.
     #[error("`scores` has {found} values, expected {expected}")]
-    ScoreCount { found: usize, expected: usize },
+    ScoreCount {
+        /// Values in `scores`.
+        found: usize,
+        /// Keypoints of the category (17).
+        expected: usize,
+    },
+    /// A ground-truth person has no `bbox_head`.
     #[error("no `bbox_head` (the head box sets the PCKh distance scale)")]
     NoHeadBox,
 }

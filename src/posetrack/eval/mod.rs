@@ -58,30 +58,54 @@ pub const JOINT_NAMES: [&str; NUM_JOINTS] = [
     "head_top",
 ];
 
+/// Why the evaluation could not run: unreadable folders or files, or input poseval rejects.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// A ground-truth or prediction file cannot be read or parsed as PoseTrack JSON.
     #[error(transparent)]
     File(#[from] PoseTrackError),
+    /// A file parses but breaks a rule of the PoseTrack 2018 format poseval relies on.
     #[error("{path}: {problem}")]
-    Invalid { path: PathBuf, problem: InvalidFile },
+    Invalid {
+        /// The ground-truth or prediction file.
+        path: PathBuf,
+        /// The rule it breaks.
+        problem: InvalidFile,
+    },
+    /// The ground-truth or prediction path is not a folder.
     #[error("{0}: not a directory")]
     NotADirectory(PathBuf),
+    /// The ground-truth folder cannot be listed.
     #[error("{dir}: cannot list: {source}")]
     ListDir {
+        /// The ground-truth folder.
         dir: PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The ground-truth folder holds no `*.json` file.
     #[error("{0}: no ground-truth files (*.json)")]
     NoGroundTruth(PathBuf),
+    /// A ground-truth file has no prediction file of the same name.
     #[error(
         "{pred}: missing; every ground-truth file ({gt}) needs a prediction file of the same name"
     )]
-    MissingPrediction { gt: PathBuf, pred: PathBuf },
+    MissingPrediction {
+        /// The ground-truth file.
+        gt: PathBuf,
+        /// Where its prediction was looked for.
+        pred: PathBuf,
+    },
+    /// The prediction lists a different number of frames than the ground truth (counting only
+    /// the first sequence of each file, as poseval does).
     #[error("{pred}: {pred_frames} prediction frames but {gt_frames} ground-truth frames; \
              frames are paired by position, so `images` must list every ground-truth frame in order")]
     FrameCount {
+        /// The prediction file.
         pred: PathBuf,
+        /// Frames in the prediction file.
         pred_frames: usize,
+        /// Frames in the ground-truth file.
         gt_frames: usize,
     },
 }
@@ -89,6 +113,7 @@ pub enum EvalError {
 /// Why the tracking metrics cannot be computed; the AP is scored all the same.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MotUnavailable {
+    /// A sequence (the GT file named) has a single labeled frame, which poseval cannot score.
     #[error(
         "{0}: only one labeled frame; tracking metrics need at least two \
              (poseval skips the last labeled frame of every sequence)"
@@ -99,6 +124,7 @@ pub enum MotUnavailable {
 /// Per-joint AP in percent; index [`NUM_JOINTS`] is the total (mean of the joints, NaN skipped).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApMetrics {
+    /// Average precision (VOC all-points) of PCKh@0.5 matches, ranked by keypoint score.
     pub ap: [f64; NUM_JOINTS + 1],
     /// Precision at the lowest score (all predictions kept).
     pub precision: [f64; NUM_JOINTS + 1],
@@ -112,20 +138,26 @@ pub struct ApMetrics {
 /// NaN where undefined (no GT joint of that type: MOTA, recall; nothing predicted: precision).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MotMetrics {
+    /// `100 (1 - (misses + switches + false positives) / objects)`; can be negative.
     pub mota: [f64; NUM_JOINTS + 1],
     /// `100 (1 - Σd / detections)` with Σd as poseval takes it from motmetrics (see [`MotCounts`]).
     pub motp: [f64; NUM_JOINTS + 1],
+    /// `100 detections / (detections + false positives)`, detections being matches and switches.
     pub precision: [f64; NUM_JOINTS + 1],
+    /// `100 detections / objects`.
     pub recall: [f64; NUM_JOINTS + 1],
+    /// The event counts behind the rates, per joint (no total).
     pub counts: [MotCounts; NUM_JOINTS],
 }
 
+/// The result of one evaluation, as poseval reports it: AP and, when possible, tracking metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
     /// Sequences scored (GT files).
     pub num_sequences: usize,
     /// Labeled frames scored (frames with GT people).
     pub num_frames: usize,
+    /// Per-joint AP, precision and recall.
     pub ap: ApMetrics,
     /// Tracking metrics, or why they cannot be computed (the reason names the file).
     pub mot: Result<MotMetrics, MotUnavailable>,

@@ -68,10 +68,15 @@ fn joint_frames(frame: &EvalFrame) -> Vec<JointFrame> {
 /// Event counts of one joint, summed over frames (and sequences).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MotCounts {
+    /// GT joints scored (poseval's placeholder object included); MOTA's and recall's denominator.
     pub objects: u64,
+    /// GT joints matched to the same predicted track as before (or matched for the first time).
     pub matches: u64,
+    /// GT joints matched to a different predicted track than at their previous match.
     pub switches: u64,
+    /// GT joints left unmatched.
     pub misses: u64,
+    /// Predicted joints left unmatched.
     pub false_positives: u64,
     /// motmetrics' `events['D'].sum()`: see the module documentation.
     pub sum_distance: f64,
