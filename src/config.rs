@@ -194,6 +194,15 @@ pub struct DetectorConfig {
     pub batch_size: usize,
     /// A partial batch is run after waiting this long for more frames.
     pub batch_timeout_ms: u64,
+    /// Detect on frames 0, k, 2k, ...; in between, each tracked person's box comes from its
+    /// last pose. 1 detects every frame.
+    pub interval: u32,
+    /// With `interval` > 1: a carried pose whose mean keypoint score falls below this is
+    /// dropped and the next frame is detected.
+    pub refresh_score: f32,
+    /// With `interval` > 1: a carried person no detection has confirmed for more frames than
+    /// this is dropped.
+    pub max_carry_frames: u32,
 }
 
 impl Default for DetectorConfig {
@@ -207,6 +216,9 @@ impl Default for DetectorConfig {
             checkpoint: None,
             batch_size: 1,
             batch_timeout_ms: 20,
+            interval: 1,
+            refresh_score: 0.3,
+            max_carry_frames: 25,
         }
     }
 }
@@ -408,6 +420,30 @@ impl Config {
                 ));
             }
         }
+        if !(1..=MAX_DETECTOR_INTERVAL).contains(&self.detector.interval) {
+            return Err(bad(
+                "detector.interval",
+                format!(
+                    "expected 1 (every frame) to {MAX_DETECTOR_INTERVAL}, got {}",
+                    self.detector.interval
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.detector.refresh_score) {
+            return Err(bad(
+                "detector.refresh_score",
+                format!(
+                    "expected a number in [0, 1], got {}",
+                    self.detector.refresh_score
+                ),
+            ));
+        }
+        if self.detector.interval > 1 && self.pose.model.is_none() {
+            return Err(bad(
+                "detector.interval",
+                "between detections people are carried by their poses, which needs a pose model; with `pose.model: none` use interval 1".into(),
+            ));
+        }
         if self.pose.batch_size == 0 {
             return Err(bad("pose.batch_size", "expected at least 1".into()));
         }
@@ -506,6 +542,8 @@ impl Config {
 
 /// Most FFmpeg decoding threads per video (0 means one per core).
 pub const MAX_DECODE_THREADS: u64 = 64;
+/// Longest detection interval, in frames.
+pub const MAX_DETECTOR_INTERVAL: u32 = 10_000;
 /// Most frames per detector forward pass.
 pub const MAX_DETECTOR_BATCH: u64 = 64;
 /// Most person crops per pose forward pass.

@@ -21,6 +21,7 @@ use crate::models::ModelError;
 use crate::posetrack::boxes::BoxesError;
 use crate::stages::boxes::GivenBoxesStage;
 use crate::stages::detect::DetectStage;
+use crate::stages::keyframe::{KeyframeSettings, KeyframeStage, ReportPeople};
 use crate::stages::pose::{PoseModel, PoseStage};
 use crate::stages::source::{run_source, SourceSettings};
 use crate::stages::track::{GivenTrackStage, HungarianTrackStage};
@@ -116,22 +117,37 @@ pub fn needs_detector(config: &Config, jobs: &[VideoJob]) -> Result<bool, Pipeli
 }
 
 /// The middle of the chain for `config`: boxes from files, the detector, the pose model and
-/// the tracker, each present only when the run uses it.
+/// the tracker, each present only when the run uses it. With `detector.interval` > 1 the
+/// detector runs on key frames only and the tracker reports each frame's people back to it.
 pub fn stages(
     config: &Config,
     detector: Option<CascadeRcnn>,
     pose: Option<Box<dyn PoseModel>>,
     permits: &FramePermits,
 ) -> Vec<Box<dyn Stage>> {
+    let det = &config.detector;
+    let key_frames = det.interval > 1 && pose.is_some();
     // Given boxes first: with `detector.kind: auto` the detector then skips the videos they
     // cover.
-    let mut chain: Vec<Box<dyn Stage>> = match (&detector, config.detector.kind) {
-        (None, _) => vec![Box::new(GivenBoxesStage::new())],
-        (Some(_), DetectorKind::Auto) => vec![Box::new(GivenBoxesStage::named("boxes"))],
-        (Some(_), _) => Vec::new(),
+    let mut chain: Vec<Box<dyn Stage>> = match (&detector, det.kind) {
+        (None, _) if !key_frames => vec![Box::new(GivenBoxesStage::new())],
+        (Some(_), DetectorKind::CascadeRcnn) => Vec::new(),
+        _ => vec![Box::new(GivenBoxesStage::named("boxes"))],
     };
-    if let Some(model) = detector {
-        let det = &config.detector;
+    let mut reports = None;
+    if key_frames {
+        let (tx, rx) = crossbeam::channel::unbounded();
+        reports = Some(tx);
+        let settings = KeyframeSettings {
+            interval: det.interval,
+            refresh_score: det.refresh_score,
+            max_carry_frames: det.max_carry_frames,
+            score_threshold: det.score_threshold,
+            motion: config.tracker.motion,
+            aspect: pose_aspect(config),
+        };
+        chain.push(Box::new(KeyframeStage::new(detector, settings, rx)));
+    } else if let Some(model) = detector {
         chain.push(Box::new(
             DetectStage::with_detector(
                 model,
@@ -143,20 +159,37 @@ pub fn stages(
         ));
     }
     if let Some(model) = pose {
+        // With key frames the next frame waits for this one's poses: no waiting for a batch.
+        let timeout = match key_frames {
+            true => Duration::ZERO,
+            false => Duration::from_millis(config.pose.batch_timeout_ms),
+        };
         chain.push(Box::new(
-            PoseStage::with_model(
-                model,
-                config.pose.batch_size,
-                Duration::from_millis(config.pose.batch_timeout_ms),
-            )
-            .with_permits(permits.clone()),
+            PoseStage::with_model(model, config.pose.batch_size, timeout)
+                .with_permits(permits.clone()),
         ));
     }
-    chain.push(match config.tracker.kind {
+    let track: Box<dyn Stage> = match config.tracker.kind {
         TrackerKind::Given => Box::new(GivenTrackStage::new(config.tracker.nms_oks_threshold)),
         TrackerKind::Hungarian => Box::new(HungarianTrackStage::new(config.tracker.clone())),
+    };
+    chain.push(match reports {
+        Some(tx) => Box::new(ReportPeople::new(track, tx)),
+        None => track,
     });
     chain
+}
+
+/// Width / height of the configured pose model's input (MMPose's 192x256 when unknown).
+fn pose_aspect(config: &Config) -> f32 {
+    let cards = crate::models::builtin_cards();
+    config
+        .pose
+        .model
+        .as_deref()
+        .and_then(|name| crate::models::find(&cards, name).ok())
+        .and_then(|card| card.input_size)
+        .map_or(0.75, |(w, h)| w as f32 / h as f32)
 }
 
 /// Checks the output folder before any work: writable, and (for overlays) nameable for FFmpeg.

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::motion::{MotionModel, Velocity};
 use super::nms::{instance_score, oks_nms, KEYPOINT_SCORE_THRESHOLD};
 use super::similarity::{person_iou, person_oks};
 use crate::person::Person;
@@ -54,6 +55,9 @@ pub struct TrackerConfig {
     /// OKS-NMS before tracking: a pose whose OKS with a higher-scoring pose of the same frame is
     /// above this is dropped (MMPose: 0.9). 1.0 or more disables it. Default 0.9.
     pub nms_oks_threshold: f32,
+    /// Where a track is expected before matching: `none` (where it was last seen) or
+    /// `constant_velocity` (moved on by its smoothed velocity). Default `none`.
+    pub motion: MotionModel,
 }
 
 /// Which tracker links people across frames.
@@ -79,6 +83,7 @@ impl Default for TrackerConfig {
             min_keypoints: 3,
             keypoint_threshold: 0.0,
             nms_oks_threshold: 0.9,
+            motion: MotionModel::None,
         }
     }
 }
@@ -118,6 +123,17 @@ struct Track {
     last: Person,
     /// Consecutive frames without a match.
     missed: u32,
+    velocity: Velocity,
+}
+
+impl Track {
+    /// The pose the track is matched against in the next frame.
+    fn expected(&self, motion: MotionModel) -> Person {
+        match motion {
+            MotionModel::None => self.last.clone(),
+            MotionModel::ConstantVelocity => self.velocity.predict(&self.last, self.missed + 1),
+        }
+    }
 }
 
 /// Links the poses of one video's frames, fed in order. Use one tracker per video.
@@ -166,6 +182,9 @@ impl Tracker {
             matched_track[t] = true;
             let track = &mut self.tracks[t];
             persons[p].track_id = Some(track.id);
+            track
+                .velocity
+                .observe(&track.last.bbox, &persons[p].bbox, track.missed + 1);
             track.last = persons[p].clone();
             track.missed = 0;
         }
@@ -195,6 +214,7 @@ impl Tracker {
                 id: self.next_id,
                 last: p.clone(),
                 missed: 0,
+                velocity: Velocity::default(),
             });
             self.next_id += 1;
         }
@@ -227,11 +247,15 @@ impl Tracker {
         if rows == 0 || cols == 0 {
             return Vec::new();
         }
-        let costs: Vec<f32> = self
+        let expected: Vec<Person> = self
             .tracks
             .iter()
+            .map(|t| t.expected(self.cfg.motion))
+            .collect();
+        let costs: Vec<f32> = expected
+            .iter()
             .flat_map(|t| persons.iter().map(move |p| (t, p)))
-            .map(|(t, p)| self.cost(&t.last, p))
+            .map(|(t, p)| self.cost(t, p))
             .collect();
         let scaled: Vec<i64> = costs
             .iter()
@@ -519,5 +543,32 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn constant_velocity_follows_a_fast_runner_through_a_gap() {
+        // 35 px a frame, a person 200 px tall: after a missed frame the last pose is 70 px
+        // away, too far to match where it was; moved on by its velocity it matches.
+        let run = |motion| {
+            let mut tr = Tracker::new(TrackerConfig {
+                motion,
+                ..TrackerConfig::default()
+            });
+            let mut ids = Vec::new();
+            for f in 0..12 {
+                let mut frame = if f == 6 {
+                    Vec::new()
+                } else {
+                    vec![person(100.0 + 35.0 * f as f32, 100.0, 200.0)]
+                };
+                tr.update(&mut frame).unwrap();
+                ids.extend(frame.iter().map(|p| p.track_id.unwrap()));
+            }
+            ids
+        };
+        let still = run(MotionModel::None);
+        assert!(still.iter().any(|&id| id != still[0]), "{still:?}");
+        let moving = run(MotionModel::ConstantVelocity);
+        assert!(moving.iter().all(|&id| id == 0), "{moving:?}");
     }
 }
