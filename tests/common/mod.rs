@@ -2,6 +2,8 @@
 //! optional real data in `../shared/data`.
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use std::path::{Path, PathBuf};
 
 use vidpose::image::RgbImage;
