@@ -5,15 +5,18 @@
 //!
 //!   soak VIDEO BOXES.json OUT_DIR
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use vidpose::config::Config;
 use vidpose::pipeline;
-use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
+
+mod common;
+
+use common::narrow_model;
 
 /// Resident memory of this process in MiB (Linux).
 fn rss_mib() -> f64 {
@@ -23,48 +26,6 @@ fn rss_mib() -> f64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// The committed narrow HRNet, configured as its reference.json describes it.
-fn narrow_model() -> Result<PoseEstimator> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hrnet");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("reference.json"))?)?;
-    let list = |key: &str| -> Vec<usize> {
-        json[key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_u64())
-                    .map(|v| v as usize)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (widths, modules, blocks, input) = (
-        list("widths"),
-        list("num_modules"),
-        list("num_blocks"),
-        list("input_size"),
-    );
-    let config = PoseModelConfig {
-        backbone: HrNetConfig {
-            stage1_channels: json["stage1_channels"]
-                .as_u64()
-                .context("stage1_channels")? as usize,
-            stage1_blocks: blocks[0],
-            widths: [widths[0], widths[1], widths[2], widths[3]],
-            num_modules: [modules[1], modules[2], modules[3]],
-            num_blocks: [blocks[1], blocks[2], blocks[3]],
-        },
-        input_size: (input[0] as u32, input[1] as u32),
-    };
-    Ok(PoseEstimator::load(
-        dir.join("hrnet_w4_zip.pth"),
-        config,
-        PoseOptions::default(),
-        &candle_core::Device::Cpu,
-    )?)
 }
 
 fn main() -> Result<()> {

@@ -414,6 +414,39 @@ pub fn scenarios() -> Vec<Scenario> {
                 ),
             ],
         },
+        // Runners passing behind people standing nearer the camera: hidden (and mostly missed)
+        // for a few frames while they cover 17-19 px a frame, so they come out far from where
+        // they were last seen.
+        Scenario {
+            name: "fast_hidden",
+            frames: 70,
+            actors: vec![
+                actor(
+                    2,
+                    170.0,
+                    1.0,
+                    Box::new(|f| Some((230.0, 190.0 + 2.0 * (f as f64 * 0.2).sin()))),
+                ),
+                actor(3, 165.0, 1.0, Box::new(|_| Some((430.0, 185.0)))),
+                actor(
+                    4,
+                    120.0,
+                    0.0,
+                    waypoints(&[(0, 40.0, 170.0), (30, 570.0, 170.0), (69, 600.0, 172.0)]),
+                ),
+                actor(
+                    5,
+                    115.0,
+                    0.0,
+                    waypoints(&[
+                        (0, 600.0, 160.0),
+                        (28, 600.0, 160.0),
+                        (58, 40.0, 160.0),
+                        (69, 40.0, 162.0),
+                    ]),
+                ),
+            ],
+        },
         // People leaving the frame and coming back: after ~12 frames on the right, after ~4 on
         // the left.
         Scenario {
