@@ -283,3 +283,37 @@ fn failures_are_typed_not_strings() {
         .collect();
     assert!(stringly.is_empty(), "Result<_, String> in {stringly:?}");
 }
+
+/// `config` flows one way: only the files that turn it into a run read it; the stages, sinks
+/// and models get plain settings.
+#[test]
+fn the_configuration_is_read_only_where_the_run_is_built() {
+    let allowed = [
+        "src/config.rs",
+        "src/pipeline/build.rs",
+        "src/pipeline/plan.rs",
+        "src/main.rs",
+    ];
+    let mut files = Vec::new();
+    source_files(&repo().join("src"), &mut files);
+    let mut readers = Vec::new();
+    for path in &files {
+        let file = path
+            .strip_prefix(repo())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(path).unwrap();
+        let reads_config = imports(&file, &text)
+            .iter()
+            .any(|m| m.first().is_some_and(|s| s == "config"))
+            || text.contains("vidpose::config");
+        if reads_config && !allowed.contains(&file.as_str()) {
+            readers.push(file);
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "the configuration is read by {readers:?}"
+    );
+}

@@ -1,4 +1,4 @@
-//! Per-joint average precision (poseval's `evaluateAP`, `reference/posetrack18.md` §5):
+//! Per-joint average precision (poseval's `evaluateAP`, `poseval/evaluateAP.py` and `eval_helpers.py`):
 //! PCKh@0.5 with 0.6 × the GT head-box diagonal, poseval's greedy person matching, all-points AP.
 
 use super::load::{EvalFrame, Sequence};

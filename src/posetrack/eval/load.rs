@@ -1,5 +1,5 @@
 //! Reading a ground-truth and a prediction folder into the evaluator's frames, cleaned as
-//! poseval's `load_data_dir` does it (`reference/posetrack18.md` §4):
+//! poseval's `load_data_dir` does it (`poseval/eval_helpers.py`):
 //!
 //! * sequences are the GT folder's `*.json` files (sorted by name); the prediction with the same
 //!   file name must exist;

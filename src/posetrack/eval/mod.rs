@@ -1,6 +1,7 @@
 //! A PoseTrack 2018 evaluator that reproduces the official tool, poseval (commit 4258a15, with
 //! motmetrics), including its quirks: per-joint AP (PCKh@0.5) and per-joint CLEAR-MOT (MOTA, MOTP,
-//! precision, recall). See `reference/posetrack18.md` §4-7 for the rules.
+//! precision, recall). The rules are poseval's own (`poseval/evaluate.py`, `evaluateAP.py`,
+//! `evaluateTracking.py`, `eval_helpers.py`); each module names the function it follows.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), vidpose::posetrack::eval::EvalError> {

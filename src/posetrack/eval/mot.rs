@@ -1,4 +1,4 @@
-//! Per-joint CLEAR-MOT (poseval's `evaluateTracking`, `reference/posetrack18.md` §6).
+//! Per-joint CLEAR-MOT (poseval's `evaluateTracking`, `poseval/evaluateTracking.py`).
 //!
 //! Each joint type of each sequence is a separate tracking problem: objects are the GT people having
 //! that joint, hypotheses the predicted people having it, and a pair can match when the joint's

@@ -1,4 +1,4 @@
-//! The tables poseval prints (`reference/posetrack18.md` §7) and a JSON report.
+//! The tables poseval prints (`eval_helpers.py` `printTable`) and a JSON report.
 
 use serde_json::{json, Value};
 
