@@ -115,8 +115,11 @@ pub struct InputConfig {
     pub allow_gaps: bool,
     /// Decoder threads per video; 0 picks one per core.
     pub decode_threads: usize,
-    /// Process only shard `index` of `count` (by sorted name), e.g. `0/4`.
+    /// Process only shard `index` of `count` (by a hash of each video's name), e.g. `0/4`.
     pub shard: Option<Shard>,
+    /// Decode at most this many frames of each video (benchmarks, quick looks); the outputs
+    /// then cover those frames only. `None`: every frame.
+    pub max_frames: Option<u64>,
 }
 
 impl Default for InputConfig {
@@ -127,6 +130,7 @@ impl Default for InputConfig {
             allow_gaps: false,
             decode_threads: 0,
             shard: None,
+            max_frames: None,
         }
     }
 }

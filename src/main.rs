@@ -135,6 +135,11 @@ enum BenchCommand {
     /// frame; prints the median and every run in milliseconds per batch, the model's load
     /// time and the persons found. RAYON_NUM_THREADS sets the CPU threads.
     Detect(DetectBenchArgs),
+    /// Run the real pipeline (the same configuration, inputs and `--set` as `vidpose run`)
+    /// and report each stage: frames/s alone and in the run, p50/p95 latency, busy, starved
+    /// and blocked shares, mean batch size and input queue, the bottleneck and how close the
+    /// run gets to it, and the peak RSS. Outputs go to a temporary folder unless --output.
+    Run(BenchRunArgs),
     /// Decode a video (or image folder) to RGB as fast as possible and print frames/s.
     Decode {
         path: PathBuf,
@@ -492,6 +497,106 @@ fn bench_pose(
 }
 
 #[derive(Args)]
+struct BenchRunArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Decode at most N frames of each video (`input.max_frames`).
+    #[arg(long, value_name = "N")]
+    frames: Option<u64>,
+    /// Also write the report as JSON to FILE (for --compare later).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Print the change against an earlier --json report.
+    #[arg(long, value_name = "OLD.json")]
+    compare: Option<PathBuf>,
+    /// Draw each stage's busy time over the run as an SVG timeline in FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    timeline: Option<PathBuf>,
+}
+
+fn bench_run(mut args: BenchRunArgs) -> Result<ExitCode> {
+    use vidpose::bench::report::{peak_rss_mib, timeline_svg, BenchReport};
+    // Read the earlier report first: a bad file should not cost a whole run.
+    let old: Option<BenchReport> = match &args.compare {
+        Some(path) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("{}: cannot read the earlier report", path.display()))?;
+            Some(serde_json::from_slice(&text).with_context(|| {
+                format!(
+                    "{}: not a `vidpose bench run --json` report",
+                    path.display()
+                )
+            })?)
+        }
+        None => None,
+    };
+    let scratch = match args.run.output {
+        Some(_) => None,
+        None => {
+            let dir = std::env::temp_dir().join(format!("vidpose-bench-{}", std::process::id()));
+            args.run.output = Some(dir.clone());
+            Some(dir)
+        }
+    };
+    args.run.overwrite = true;
+    if let Some(n) = args.frames {
+        args.run.overrides.push(format!("input.max_frames={n}"));
+    }
+    args.run.overrides.push("pipeline.progress=false".into());
+    let config = load_config(&args.run)?;
+    if config.input.paths.is_empty() {
+        bail!("nothing to run: give --input PATH or set input.paths in the configuration");
+    }
+    let jobs = discover::discover(&config.input.paths)?;
+    if let Some(dir) = &scratch {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let sink = Box::new(vidpose::sinks::standard(None, false));
+    let result = pipeline::run(&config, jobs, sink, Arc::new(AtomicBool::new(false)));
+    if let Some(dir) = &scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let run = result?;
+    for (video, reason) in &run.failed {
+        eprintln!("{video}: failed: {reason}");
+    }
+    let report = BenchReport::from_run(&run, peak_rss_mib());
+    print!("{}", report.table());
+    if let Some(old) = &old {
+        print!(
+            "\nagainst {}:\n{}",
+            args.compare.as_ref().unwrap().display(),
+            report.compare(old)
+        );
+    }
+    if let Some(path) = &args.json {
+        vidpose::fsutil::write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {}",
+                    path.display(),
+                    vidpose::fsutil::describe_write_error(&e)
+                )
+            })?;
+    }
+    if let Some(path) = &args.timeline {
+        vidpose::fsutil::write_atomic(path, timeline_svg(&run.stages).as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                vidpose::fsutil::describe_write_error(&e)
+            )
+        })?;
+    }
+    Ok(if run.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[derive(Args)]
 struct DetectBenchArgs {
     /// A checkpoint of the model (published or random-initialised).
     checkpoint: PathBuf,
@@ -580,6 +685,7 @@ fn main() -> ExitCode {
             device,
         }) => bench_pose(&checkpoint, &model, batch, runs, warmup, &device),
         Command::Bench(BenchCommand::Detect(args)) => bench_detect(args),
+        Command::Bench(BenchCommand::Run(args)) => bench_run(args),
         Command::Bench(BenchCommand::Decode {
             path,
             threads,

@@ -111,6 +111,7 @@ impl<W: BatchWork> BatchStage<W> {
                 self.work.run(&items)
             };
             metrics.batches += 1;
+            metrics.work_items += slots.len() as u64;
             let results = match result {
                 Ok(r) if r.len() == slots.len() => r,
                 Ok(r) => {

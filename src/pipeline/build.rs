@@ -253,6 +253,7 @@ fn run_planned(
     let settings = SourceSettings {
         image_fps: config.input.image_fps,
         decode_threads: config.input.decode_threads,
+        max_frames: config.input.max_frames,
     };
     let source_permits = permits.clone();
     let source_cancel = cancel.clone();

@@ -27,6 +27,8 @@ pub struct VideoMeta {
     pub output_video: Option<PathBuf>,
     /// Boxes from files, when the detector is `boxes`.
     pub boxes: Option<Arc<GivenBoxes>>,
+    /// Frames decoded at most (`input.max_frames`): a video cut there has no frames beyond.
+    pub frame_limit: Option<u64>,
 }
 
 /// One frame and what the stages found in it.

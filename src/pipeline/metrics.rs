@@ -1,12 +1,21 @@
 //! Per-stage metrics: items, batches, busy time, time waiting for input, time blocked on
 //! output, and per-item latency percentiles.
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 /// Latency samples kept per stage; beyond this, reservoir sampling keeps memory flat.
 const MAX_SAMPLES: usize = 100_000;
+/// Busy spans kept per stage for the timeline; beyond this, neighbouring spans are merged.
+const MAX_SPANS: usize = 4_096;
+
+/// The time origin of every stage's busy spans: the first stage metrics made in the process.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
 
 /// Counters one stage accumulates while it runs; [`StageMetrics::summary`] reports them.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +33,15 @@ pub struct StageMetrics {
     /// Time spent waiting for the next stage to accept a message (a full channel), and for the
     /// source, for a frame permit.
     pub blocked_output: Duration,
+    /// Work items run in batches (crops for the pose stage, frames for the detector); 0 for
+    /// stages that do not batch.
+    pub work_items: u64,
+    /// Messages waiting in the input channel, summed over every receive.
+    queued: u64,
+    /// Receives counted in `queued`.
+    receives: u64,
+    /// When the stage worked, seconds since the process's first stage started.
+    spans: Vec<[f32; 2]>,
     latencies_ms: Vec<f32>,
     seen: u64,
     rng: u64,
@@ -50,16 +68,54 @@ pub struct StageSummary {
     pub latency_p50_ms: f64,
     /// 95th-percentile per-frame latency, milliseconds; 0 without samples.
     pub latency_p95_ms: f64,
+    /// Work items per batch (crops per pose forward pass, frames per detector pass); 0 for
+    /// stages that do not batch.
+    pub mean_batch: f64,
+    /// Mean number of messages waiting in the stage's input channel when it received one.
+    pub mean_queue: f64,
+    /// When the stage worked, `[start, end]` seconds on a clock shared by the stages (not in
+    /// the JSON: `vidpose bench run --timeline` draws them).
+    #[serde(skip)]
+    pub busy_spans: Vec<[f32; 2]>,
 }
 
 impl StageMetrics {
     /// Empty counters for the stage called `name`.
     pub fn new(name: &str) -> Self {
+        origin();
         Self {
             name: name.into(),
             rng: 0x9E3779B97F4A7C15,
             ..Default::default()
         }
+    }
+
+    /// Records that the stage worked from `start` until now (for the timeline).
+    pub fn record_busy(&mut self, start: Instant) {
+        let origin = origin();
+        let (a, b) = (
+            start.saturating_duration_since(origin).as_secs_f32(),
+            origin.elapsed().as_secs_f32(),
+        );
+        match self.spans.last_mut() {
+            // Back-to-back work is one span.
+            Some(last) if a - last[1] < 1e-4 => last[1] = b,
+            _ => self.spans.push([a, b]),
+        }
+        if self.spans.len() >= MAX_SPANS {
+            // Halve the resolution: merge each pair (the gap between them counts as busy).
+            self.spans = self
+                .spans
+                .chunks(2)
+                .map(|c| [c[0][0], c[c.len() - 1][1]])
+                .collect();
+        }
+    }
+
+    /// Records how many messages were waiting in the input channel at a receive.
+    pub fn record_queue(&mut self, waiting: usize) {
+        self.queued += waiting as u64;
+        self.receives += 1;
     }
 
     /// Adds one frame's latency sample (a stage: from the previous stage sending the frame to
@@ -107,6 +163,17 @@ impl StageMetrics {
             },
             latency_p50_ms: pct(0.5),
             latency_p95_ms: pct(0.95),
+            mean_batch: if self.batches > 0 {
+                self.work_items as f64 / self.batches as f64
+            } else {
+                0.0
+            },
+            mean_queue: if self.receives > 0 {
+                self.queued as f64 / self.receives as f64
+            } else {
+                0.0
+            },
+            busy_spans: self.spans.clone(),
         }
     }
 }

@@ -223,6 +223,7 @@ pub fn plan(
                 output_json,
                 output_video,
                 boxes,
+                frame_limit: config.input.max_frames,
             },
             problem,
         });

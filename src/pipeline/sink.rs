@@ -86,6 +86,8 @@ pub fn run_sink(
         let t = Instant::now();
         let Ok(msg) = rx.recv() else { break };
         metrics.wait_input += t.elapsed();
+        metrics.record_queue(rx.len());
+        let t = Instant::now();
         match msg {
             Msg::Start(video) => {
                 video_started = Instant::now();
@@ -130,6 +132,7 @@ pub fn run_sink(
                 }
             }
         }
+        metrics.record_busy(t);
     }
     metrics.busy = started.elapsed().saturating_sub(metrics.wait_input);
     metrics

@@ -62,8 +62,10 @@ pub fn run_stage(mut stage: Box<dyn Stage>, rx: Receiver<Msg>, tx: Sender<Msg>) 
             },
         };
         metrics.wait_input += t.elapsed();
+        let t = Instant::now();
         match received {
             Some(msg) => {
+                metrics.record_queue(rx.len());
                 if matches!(msg, Msg::Frame(_)) {
                     metrics.items += 1;
                 }
@@ -71,13 +73,16 @@ pub fn run_stage(mut stage: Box<dyn Stage>, rx: Receiver<Msg>, tx: Sender<Msg>) 
             }
             None => stage.on_idle(&mut out, &mut metrics),
         }
+        metrics.record_busy(t);
         for msg in out.drain(..) {
             if !send(&tx, msg, &mut metrics) {
                 break 'run;
             }
         }
     }
+    let t = Instant::now();
     stage.finish(&mut out, &mut metrics);
+    metrics.record_busy(t);
     for msg in out.drain(..) {
         if !send(&tx, msg, &mut metrics) {
             break;

@@ -65,8 +65,12 @@ impl Stage for GivenBoxesStage {
                 out.push(Msg::Frame(frame));
             }
             Msg::End(v, Ok(())) => {
+                // A video cut short (`input.max_frames`) has boxes beyond its last frame.
+                let cut = v
+                    .frame_limit
+                    .is_some_and(|limit| self.seen.len() as u64 >= limit);
                 let outcome = match &v.boxes {
-                    Some(boxes) => {
+                    Some(boxes) if !cut => {
                         let orphans: Vec<u64> = boxes
                             .frames_with_boxes(&v.job.name)
                             .into_iter()
@@ -84,7 +88,7 @@ impl Stage for GivenBoxesStage {
                             )))
                         }
                     }
-                    None => Ok(()),
+                    _ => Ok(()),
                 };
                 out.push(Msg::End(v, outcome));
             }

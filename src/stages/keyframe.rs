@@ -283,6 +283,7 @@ impl KeyframeStage {
             return;
         }
         metrics.batches += 1;
+        metrics.work_items += 1;
         self.state.last_detection = Some(frame.index);
         self.state.refresh = false;
         for c in self.state.carried.values_mut() {

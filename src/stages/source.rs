@@ -25,6 +25,8 @@ pub struct SourceSettings {
     pub image_fps: f64,
     /// FFmpeg decoding threads per video.
     pub decode_threads: usize,
+    /// Frames decoded at most per video.
+    pub max_frames: Option<u64>,
 }
 
 /// Decodes the videos one after the other. Each frame holds a permit, so no more than the
@@ -77,6 +79,9 @@ pub fn run_source(
             if cancelled() {
                 break Err(VideoFailure::Interrupted);
             }
+            if settings.max_frames.is_some_and(|max| index >= max) {
+                break Ok(());
+            }
             let t = Instant::now();
             let Some(permit) = permits.acquire(&cancelled) else {
                 break Err(VideoFailure::Interrupted);
@@ -85,6 +90,7 @@ pub fn run_source(
             metrics.blocked_output += t.elapsed();
             let t = Instant::now();
             let next = decoder.next_frame();
+            metrics.record_busy(t);
             match next {
                 Ok(Some(decoded)) => {
                     metrics.items += 1;

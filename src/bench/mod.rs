@@ -1,4 +1,7 @@
-//! Stage benchmarks that need no reference: decode throughput, detector latency.
+//! Stage benchmarks that need no reference: decode throughput, detector latency, and the
+//! stage report of a real run (`report`).
+
+pub mod report;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
