@@ -113,7 +113,8 @@ pub struct InputConfig {
     /// Decode a numbered-image folder whose numbering has gaps (each gap is logged) instead of
     /// refusing it.
     pub allow_gaps: bool,
-    /// Decoder threads per video; 0 picks one per core.
+    /// FFmpeg decoding threads per video; 0: an eighth of `pipeline.threads` (1 to 4) when a
+    /// model runs, every core otherwise.
     pub decode_threads: usize,
     /// Process only shard `index` of `count` (by a hash of each video's name), e.g. `0/4`.
     pub shard: Option<Shard>,
@@ -292,6 +293,10 @@ pub struct PipelineConfig {
     pub max_frames_in_flight: usize,
     /// Show a progress bar per video when stderr is a terminal.
     pub progress: bool,
+    /// Cores the run uses (0: every core): the models share one compute pool of this many
+    /// threads; FFmpeg decoding gets `input.decode_threads`, by default an eighth of them (1 to
+    /// 4) when a model runs.
+    pub threads: usize,
 }
 
 impl Default for PipelineConfig {
@@ -300,6 +305,7 @@ impl Default for PipelineConfig {
             channel_capacity: 4,
             max_frames_in_flight: 16,
             progress: true,
+            threads: 0,
         }
     }
 }

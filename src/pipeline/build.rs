@@ -13,6 +13,7 @@ use super::report::RunReport;
 use super::run::{execute, SinkSettings, StagePanicked};
 use super::sink::FrameSink;
 use super::stage::Stage;
+use super::threads::ThreadBudget;
 use crate::config::{Config, DetectorKind};
 use crate::detect::CascadeRcnn;
 use crate::fsutil::{check_writable_dir, remove_stale_partials, OutputDirError};
@@ -65,6 +66,9 @@ pub fn run(
     sink: Box<dyn FrameSink>,
     cancel: Arc<AtomicBool>,
 ) -> Result<RunReport, PipelineError> {
+    // Before the models load: the compute pool is sized once per process.
+    let models = config.pose.model.is_some() || config.detector.kind != DetectorKind::Boxes;
+    ThreadBudget::new(config.pipeline.threads, config.input.decode_threads, models).apply();
     let pose = match &config.pose.model {
         Some(card) => Some(Box::new(load::pose_model(
             ModelSource {
@@ -248,11 +252,23 @@ fn run_planned(
             ));
         }
     }
+    let budget = ThreadBudget::new(
+        config.pipeline.threads,
+        config.input.decode_threads,
+        detector.is_some() || pose.is_some(),
+    );
+    budget.apply();
+    tracing::info!(
+        "threads: {} compute (the detector and the pose model share them), {} FFmpeg decoding, on {} core(s)",
+        rayon::current_num_threads(),
+        budget.decode,
+        budget.cores
+    );
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
     let chain = stages(config, detector, pose, &permits);
     let settings = SourceSettings {
         image_fps: config.input.image_fps,
-        decode_threads: config.input.decode_threads,
+        decode_threads: budget.decode,
         max_frames: config.input.max_frames,
     };
     let source_permits = permits.clone();

@@ -18,6 +18,7 @@ pub(crate) mod report;
 pub(crate) mod run;
 pub mod sink;
 pub(crate) mod stage;
+pub mod threads;
 
 pub use build::{needs_detector, run, run_with_models, run_with_pose, PipelineError};
 pub use report::{RunReport, VideoOutcome};
