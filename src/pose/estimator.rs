@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Module, Tensor};
+use rayon::prelude::*;
 
 use crate::geometry::BBox;
 use crate::image::RgbImage;
@@ -196,11 +197,19 @@ impl PoseEstimator {
                 }
             })
             .collect();
-        // crops for the boxes that have one
+        // Crops for the boxes that have one, warped on the compute pool: done one by one on
+        // the calling thread, they left the pool idle between forward passes.
+        let warped: Vec<(usize, CropBox, Option<Vec<u8>>)> = items
+            .par_iter()
+            .enumerate()
+            .map(|(i, (img, b))| {
+                let cb = self.crop.crop_box(b);
+                (i, cb, self.crop.warp(img, &cb))
+            })
+            .collect();
         let mut valid = Vec::new();
-        for (i, (img, b)) in items.iter().enumerate() {
-            let cb = self.crop.crop_box(b);
-            if let Some(pixels) = self.crop.warp(img, &cb) {
+        for (i, cb, pixels) in warped {
+            if let Some(pixels) = pixels {
                 outputs[i].crop = Some(cb);
                 valid.push((i, pixels));
             }
@@ -210,12 +219,14 @@ impl PoseEstimator {
             let n = chunk.len();
             let copies = if self.options.flip_test { 2 } else { 1 };
             let mut input = vec![0f32; copies * n * plane];
-            for (j, (_, pixels)) in chunk.iter().enumerate() {
-                normalize_into(pixels, iw, ih, false, &mut input[j * plane..][..plane]);
-                if self.options.flip_test {
-                    normalize_into(pixels, iw, ih, true, &mut input[(n + j) * plane..][..plane]);
-                }
-            }
+            // Plain crops first, then the flipped ones: the batch layout the flip merge expects.
+            input
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(slot, dst)| {
+                    let (pixels, flipped) = (&chunk[slot % n].1, slot >= n);
+                    normalize_into(pixels, iw, ih, flipped, dst);
+                });
             let x = Tensor::from_vec(input, (copies * n, 3, ih, iw), &self.device)?;
             let hm = self
                 .forward(&x)?
