@@ -29,6 +29,8 @@ struct Run {
     detect_busy_s: f64,
     pose_busy_s: f64,
     people: usize,
+    /// End-to-end frames/s over what the busiest stage does alone.
+    of_bottleneck: f64,
 }
 
 fn run_once(video: &PathBuf, interval: u32, out: &std::path::Path) -> Result<Run> {
@@ -70,6 +72,9 @@ fn run_once(video: &PathBuf, interval: u32, out: &std::path::Path) -> Result<Run
         detect_busy_s: stage("detect").map_or(0.0, |s| s.busy_s),
         pose_busy_s: stage("pose").map_or(0.0, |s| s.busy_s),
         people: written.map_or(0, |f| f.annotations.len()),
+        of_bottleneck: vidpose::bench::report::BenchReport::from_run(&report, None)
+            .of_bottleneck
+            .unwrap_or(0.0),
     })
 }
 
@@ -92,9 +97,10 @@ fn main() -> Result<()> {
         for (i, &k) in intervals.iter().enumerate() {
             let run = run_once(&video, k, out.path())?;
             eprintln!(
-                "round {} k={k}: {:.2} frames/s, {} detector runs, detect busy {:.1} s, pose busy {:.1} s, {} people written",
+                "round {} k={k}: {:.2} frames/s ({:.2}x of the busiest stage alone), {} detector runs, detect busy {:.1} s, pose busy {:.1} s, {} people written",
                 round + 1,
                 run.fps,
+                run.of_bottleneck,
                 run.detector_runs,
                 run.detect_busy_s,
                 run.pose_busy_s,

@@ -88,6 +88,9 @@ fn main() -> Result<()> {
         report.seconds,
         frames as f64 / report.seconds
     );
+    if let Some(peak) = vidpose::bench::report::peak_rss_mib() {
+        println!("peak RSS (VmHWM) {peak:.1} MiB");
+    }
     match samples.iter().find(|(t, _)| *t >= 120.0) {
         Some(&(_, base)) => {
             let worst = samples
