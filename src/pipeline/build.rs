@@ -23,7 +23,7 @@ use crate::stages::boxes::GivenBoxesStage;
 use crate::stages::detect::DetectStage;
 use crate::stages::keyframe::{KeyframeSettings, KeyframeStage, ReportPeople};
 use crate::stages::pose::{PoseModel, PoseStage};
-use crate::stages::source::{run_source, SourceSettings};
+use crate::stages::source::run_source;
 use crate::stages::track::{GivenTrackStage, HungarianTrackStage};
 use crate::track::TrackerKind;
 use crate::video::VideoJob;
@@ -250,11 +250,7 @@ fn run_planned(
     }
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
     let chain = stages(config, detector, pose, &permits);
-    let settings = SourceSettings {
-        image_fps: config.input.image_fps,
-        decode_threads: config.input.decode_threads,
-        max_frames: config.input.max_frames,
-    };
+    let settings = super::plan::source_settings(config);
     let source_permits = permits.clone();
     let source_cancel = cancel.clone();
     let source = move |tx| run_source(planned, settings, source_permits, source_cancel, tx);
