@@ -118,6 +118,7 @@ struct RunArgs {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum BenchCommand {
     /// Time the pose model's forward pass (backbone + head, no pre/post-processing) on random
     /// input; prints the median and every run in milliseconds. RAYON_NUM_THREADS sets the CPU

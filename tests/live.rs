@@ -161,8 +161,11 @@ impl vidpose::stages::pose::PoseModel for FakePose {
     }
 }
 
-/// Records when each frame reached the end of the chain, with its timestamp.
-struct Arrivals(Arc<Mutex<Vec<(Instant, f64)>>>);
+/// When each frame reached the end of the chain, with its timestamp.
+type Log = Arc<Mutex<Vec<(Instant, f64)>>>;
+
+/// Records the frames' arrivals.
+struct Arrivals(Log);
 
 impl FrameSink for Arrivals {
     fn start(&mut self, _: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
@@ -190,7 +193,7 @@ fn run_live_with(
     port: u16,
     delay: Duration,
     jsonl: &Path,
-    arrivals: Option<Arc<Mutex<Vec<(Instant, f64)>>>>,
+    arrivals: Option<Log>,
 ) -> RunReport {
     let jobs = discover::discover(&[PathBuf::from(url(port))]).unwrap();
     let mut sinks = Sinks::new().with(Box::new(JsonlSink::create(jsonl).unwrap()));
