@@ -121,6 +121,18 @@ pub struct InputConfig {
     /// Decode at most this many frames of each video (benchmarks, quick looks); the outputs
     /// then cover those frames only. `None`: every frame.
     pub max_frames: Option<u64>,
+    /// Live mode: `auto` (on for stream URLs and webcams), `true` or `false`.
+    #[serde(deserialize_with = "live_mode")]
+    pub live: LiveMode,
+    /// FFmpeg options given when opening a live source (`rtsp_transport: tcp`, ...).
+    #[serde(deserialize_with = "scalar_map")]
+    pub ffmpeg_options: std::collections::BTreeMap<String, String>,
+    /// Longest wait, in seconds, for a live source to open or send its next packet.
+    pub timeout_s: f64,
+    /// Reconnection when a live stream drops.
+    pub reconnect: ReconnectConfig,
+    /// Read each input for at most this many seconds (`--duration`); `None`: to its end.
+    pub duration: Option<f64>,
 }
 
 impl Default for InputConfig {
@@ -132,6 +144,100 @@ impl Default for InputConfig {
             decode_threads: 0,
             shard: None,
             max_frames: None,
+            live: LiveMode::Auto,
+            ffmpeg_options: Default::default(),
+            timeout_s: 10.0,
+            reconnect: ReconnectConfig::default(),
+            duration: None,
+        }
+    }
+}
+
+/// `input.live`: whether frames are dropped at the source to keep latency bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveMode {
+    /// On for live sources (stream URLs, webcams), off for files.
+    Auto,
+    /// On for every input.
+    On,
+    /// Off for every input: a live stream is then read at the pipeline's pace.
+    Off,
+}
+
+impl LiveMode {
+    /// Whether live mode applies to an input that is (`is_stream`) or is not a live source.
+    pub fn applies(self, is_stream: bool) -> bool {
+        match self {
+            LiveMode::Auto => is_stream,
+            LiveMode::On => true,
+            LiveMode::Off => false,
+        }
+    }
+}
+
+/// `auto`, `true` or `false`.
+fn live_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LiveMode, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Word(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Flag(true) => Ok(LiveMode::On),
+        Raw::Flag(false) => Ok(LiveMode::Off),
+        Raw::Word(w) if w == "auto" => Ok(LiveMode::Auto),
+        Raw::Word(w) => Err(serde::de::Error::custom(format!(
+            "expected auto, true or false, got `{w}`"
+        ))),
+    }
+}
+
+/// A mapping of option names to scalar values (numbers and booleans kept as their text).
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Flag(bool),
+    }
+    let raw = std::collections::BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Text(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Flag(b) => u8::from(b).to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// `input.reconnect:` what happens when a live stream drops.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconnectConfig {
+    /// Attempts after each drop before the stream is taken as ended; 0 never reconnects.
+    pub attempts: u32,
+    /// Seconds before the first attempt; doubled after each failed one.
+    pub initial_backoff_s: f64,
+    /// Longest wait between two attempts, in seconds.
+    pub max_backoff_s: f64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            initial_backoff_s: 0.5,
+            max_backoff_s: 8.0,
         }
     }
 }
@@ -151,6 +257,8 @@ pub struct OutputConfig {
     /// Where the run report (each video's status, reason, frames and time) is written;
     /// null = `<output.dir>/run.json`.
     pub report: Option<PathBuf>,
+    /// Per-frame results as JSON Lines, written as each frame completes; `-` = stdout.
+    pub jsonl: Option<PathBuf>,
 }
 
 impl Default for OutputConfig {
@@ -161,6 +269,7 @@ impl Default for OutputConfig {
             overwrite: false,
             fail_fast: false,
             report: None,
+            jsonl: None,
         }
     }
 }
@@ -388,6 +497,45 @@ impl Config {
                     "expected a positive frame rate, got {}",
                     self.input.image_fps
                 ),
+            ));
+        }
+        let seconds = |key: &str, value: f64, max: f64| {
+            if value.is_finite() && value >= 0.0 && value <= max {
+                Ok(())
+            } else {
+                Err(bad(
+                    key,
+                    format!("expected seconds from 0 to {max}, got {value}"),
+                ))
+            }
+        };
+        seconds("input.timeout_s", self.input.timeout_s, 3600.0)?;
+        if self.input.timeout_s == 0.0 {
+            return Err(bad("input.timeout_s", "expected more than 0 s".into()));
+        }
+        let reconnect = &self.input.reconnect;
+        seconds(
+            "input.reconnect.initial_backoff_s",
+            reconnect.initial_backoff_s,
+            3600.0,
+        )?;
+        seconds(
+            "input.reconnect.max_backoff_s",
+            reconnect.max_backoff_s,
+            3600.0,
+        )?;
+        if let Some(d) = self.input.duration {
+            if !(d.is_finite() && d > 0.0) {
+                return Err(bad(
+                    "input.duration",
+                    format!("expected a positive number of seconds, got {d}"),
+                ));
+            }
+        }
+        if let Some(key) = self.input.ffmpeg_options.keys().find(|k| k.is_empty()) {
+            return Err(bad(
+                "input.ffmpeg_options",
+                format!("an option name is empty (`{key}`)"),
             ));
         }
         if !(0.0..=1.0).contains(&self.detector.score_threshold) {

@@ -108,9 +108,17 @@ struct RunArgs {
     /// <output>/run.json (`output.report`).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Also write per-frame results as JSON Lines to FILE as each frame completes, flushed
+    /// per line; `-` is stdout (`output.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+    /// Read each input for at most SECONDS, then finish it normally (`input.duration`).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum BenchCommand {
     /// Time the pose model's forward pass (backbone + head, no pre/post-processing) on random
     /// input; prints the median and every run in milliseconds. RAYON_NUM_THREADS sets the CPU
@@ -196,6 +204,15 @@ fn load_config(args: &RunArgs) -> Result<Config> {
             yaml_string(&file.to_string_lossy())
         ));
     }
+    if let Some(file) = &args.jsonl {
+        overrides.push(format!(
+            "output.jsonl={}",
+            yaml_string(&file.to_string_lossy())
+        ));
+    }
+    if let Some(seconds) = args.duration {
+        overrides.push(format!("input.duration={seconds}"));
+    }
     let file = if args.config.exists() {
         Some(args.config.as_path())
     } else if args.config.as_os_str() == "pipeline.yaml" {
@@ -245,7 +262,14 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             codec: config.render.codec,
             crf: config.render.crf,
         });
-    let sink = Box::new(vidpose::sinks::standard(overlay, config.pipeline.progress));
+    let standard = vidpose::sinks::standard(overlay, config.pipeline.progress);
+    // JSON Lines first: a frame's line goes out before the overlay encodes it.
+    let sink = Box::new(match &config.output.jsonl {
+        Some(path) => vidpose::pipeline::sink::Sinks::new()
+            .with(Box::new(vidpose::sinks::JsonlSink::create(path)?))
+            .with(Box::new(standard)),
+        None => standard,
+    });
     eprintln!(
         "vidpose: {} video(s) -> {}",
         jobs.len(),
@@ -266,6 +290,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         report.peak_frames_in_flight
     );
     eprint!("{}", summary_table(&report));
+    for v in report.videos.iter().filter(|v| v.dropped_frames.is_some()) {
+        let dropped = v.dropped_frames.unwrap_or(0);
+        eprintln!(
+            "{}: live: {} frame(s) processed, {dropped} dropped ({:.1}%), {} reconnection(s)",
+            v.name,
+            v.frames,
+            100.0 * dropped as f64 / (v.frames + dropped).max(1) as f64,
+            v.reconnects.unwrap_or(0)
+        );
+    }
     let report_path = config.report_path();
     let run_json = serde_json::json!({
         "seconds": report.seconds,

@@ -241,3 +241,38 @@ fn models_fetch_without_names_takes_what_the_configuration_runs() {
     .unwrap();
     assert_eq!(config.models_needed(), ["hrnet_w48_384x288"]);
 }
+
+#[test]
+fn live_settings_are_read_and_checked() {
+    let c = Config::load(
+        None,
+        &[
+            "input.live=true".into(),
+            "input.ffmpeg_options={rtsp_transport: tcp, rw_timeout: 5000000}".into(),
+            "input.duration=2.5".into(),
+            "output.jsonl='-'".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.input.live, vidpose::config::LiveMode::On);
+    assert_eq!(c.input.ffmpeg_options["rw_timeout"], "5000000");
+    assert_eq!(c.input.ffmpeg_options["rtsp_transport"], "tcp");
+    assert_eq!(c.input.duration, Some(2.5));
+    assert_eq!(
+        Config::default().input.live,
+        vidpose::config::LiveMode::Auto
+    );
+    for (set, key) in [
+        ("input.live=maybe", "input.live"),
+        ("input.timeout_s=0", "input.timeout_s"),
+        ("input.duration=-1", "input.duration"),
+        (
+            "input.reconnect.max_backoff_s=-1",
+            "input.reconnect.max_backoff_s",
+        ),
+        ("input.reconnect.tries=3", "input.reconnect"),
+    ] {
+        let e = Config::load(None, &[set.into()]).unwrap_err().to_string();
+        assert!(e.contains(key), "{set}: {e}");
+    }
+}

@@ -24,7 +24,7 @@ use crate::stages::boxes::GivenBoxesStage;
 use crate::stages::detect::DetectStage;
 use crate::stages::keyframe::{KeyframeSettings, KeyframeStage, ReportPeople};
 use crate::stages::pose::{PoseModel, PoseStage};
-use crate::stages::source::{run_source, SourceSettings};
+use crate::stages::source::run_source;
 use crate::stages::track::{GivenTrackStage, HungarianTrackStage};
 use crate::track::TrackerKind;
 use crate::video::VideoJob;
@@ -266,11 +266,9 @@ fn run_planned(
     );
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
     let chain = stages(config, detector, pose, &permits);
-    let settings = SourceSettings {
-        image_fps: config.input.image_fps,
-        decode_threads: budget.decode,
-        max_frames: config.input.max_frames,
-    };
+    let mut settings = super::plan::source_settings(config);
+    settings.decode_threads = budget.decode;
+    settings.stream.decode_threads = budget.decode;
     let source_permits = permits.clone();
     let source_cancel = cancel.clone();
     let source = move |tx| run_source(planned, settings, source_permits, source_cancel, tx);

@@ -1,6 +1,7 @@
 //! What flows between stages. Defined once; every stage speaks these types.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +30,31 @@ pub struct VideoMeta {
     pub boxes: Option<Arc<GivenBoxes>>,
     /// Frames decoded at most (`input.max_frames`): a video cut there has no frames beyond.
     pub frame_limit: Option<u64>,
+    /// Set in live mode (`input.live`): frames the source dropped to keep up, reconnections.
+    pub live: Option<Arc<LiveStats>>,
+}
+
+/// What live mode did to a video, counted by the source as it goes and read by the sink at
+/// the video's end.
+#[derive(Debug, Default)]
+pub struct LiveStats {
+    /// Frames decoded from the stream.
+    pub received: AtomicU64,
+    /// Frames dropped because no frame permit was free (the pipeline was behind).
+    pub dropped: AtomicU64,
+    /// Times the stream was reconnected after it dropped.
+    pub reconnects: AtomicU64,
+}
+
+impl LiveStats {
+    /// `(received, dropped, reconnects)` as they stand.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.received.load(Ordering::SeqCst),
+            self.dropped.load(Ordering::SeqCst),
+            self.reconnects.load(Ordering::SeqCst),
+        )
+    }
 }
 
 /// One frame and what the stages found in it.
@@ -47,6 +73,8 @@ pub struct Frame {
     pub reference_image: Option<posetrack::Image>,
     /// When the current stage received it (for latency).
     pub entered_stage: Instant,
+    /// When the source had it decoded: the start of its time in the pipeline.
+    pub decoded_at: Instant,
     pub(crate) _permit: Option<Permit>,
 }
 

@@ -61,6 +61,17 @@ impl FramePermits {
         })
     }
 
+    /// A permit if one is free at once (live mode: a frame that finds none is dropped).
+    pub fn try_acquire(&self) -> Option<Permit> {
+        self.take.try_recv().ok()?;
+        let now = self.counters.in_use.fetch_add(1, Ordering::SeqCst) + 1;
+        self.counters.peak.fetch_max(now, Ordering::SeqCst);
+        Some(Permit {
+            give: self.give.clone(),
+            counters: self.counters.clone(),
+        })
+    }
+
     /// Whether every permit is held: no new frame can be decoded until one is dropped, so a
     /// stage holding frames back for a fuller batch would wait for nothing.
     pub fn exhausted(&self) -> bool {
@@ -95,5 +106,7 @@ mod tests {
         assert!(!permits.exhausted());
         assert!(permits.acquire(&|| false).is_some());
         assert_eq!(permits.peak(), 2);
+        let _c = permits.try_acquire().unwrap();
+        assert!(permits.try_acquire().is_none());
     }
 }

@@ -12,7 +12,8 @@ use crate::config::{Config, DetectorKind};
 use crate::fsutil::same_file;
 use crate::posetrack::boxes::GivenBoxes;
 use crate::posetrack::sequence::{annotation_for, frames_mismatch};
-use crate::stages::source::PlannedVideo;
+use crate::stages::source::{PlannedVideo, SourceSettings};
+use crate::video::stream::{Reconnect, StreamOptions};
 use crate::video::{SourceKind, StreamInfo, VideoJob};
 
 /// Output base paths of a job: `<dir>/<name>.json` and, when rendering, `<dir>/<name>.mp4`.
@@ -96,6 +97,33 @@ fn check_side_file(
         }
     }
     Ok(())
+}
+
+/// How the source decodes, from `input:`.
+pub fn source_settings(config: &Config) -> SourceSettings {
+    let input = &config.input;
+    let seconds = std::time::Duration::from_secs_f64;
+    SourceSettings {
+        image_fps: input.image_fps,
+        decode_threads: input.decode_threads,
+        max_frames: input.max_frames,
+        stream: StreamOptions {
+            ffmpeg_options: input
+                .ffmpeg_options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            timeout: seconds(input.timeout_s),
+            reconnect: Reconnect {
+                attempts: input.reconnect.attempts,
+                initial_backoff: seconds(input.reconnect.initial_backoff_s),
+                max_backoff: seconds(input.reconnect.max_backoff_s),
+            },
+            decode_threads: input.decode_threads,
+            ..StreamOptions::default()
+        },
+        duration: input.duration.map(seconds),
+    }
 }
 
 /// Decides, per job, its outputs, its boxes, and whether it can run at all.
@@ -215,6 +243,11 @@ pub fn plan(
                 problem.get_or_insert(p);
             }
         }
+        let live = config
+            .input
+            .live
+            .applies(job.is_stream())
+            .then(Default::default);
         planned.push(PlannedVideo {
             meta: VideoMeta {
                 id,
@@ -224,6 +257,7 @@ pub fn plan(
                 output_video,
                 boxes,
                 frame_limit: config.input.max_frames,
+                live,
             },
             problem,
         });

@@ -49,6 +49,12 @@ pub struct VideoOutcome {
     /// The files written for it.
     #[serde(serialize_with = "lossy_paths")]
     pub outputs: Vec<PathBuf>,
+    /// Live mode: frames dropped at the source to keep up with the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_frames: Option<u64>,
+    /// Live mode: times the stream was reconnected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
 }
 
 /// A path in JSON even when it is not valid UTF-8 (serde refuses those): the lossy form, which
@@ -72,6 +78,8 @@ impl VideoOutcome {
             frames: 0,
             seconds: 0.0,
             outputs: Vec::new(),
+            dropped_frames: None,
+            reconnects: None,
         }
     }
 }

@@ -112,6 +112,11 @@ pub fn run_sink(
                 let mut entry = VideoOutcome::new(&video.job, "written", None);
                 entry.frames = frames;
                 entry.seconds = video_started.elapsed().as_secs_f64();
+                if let Some(live) = &video.live {
+                    let (_, dropped, reconnects) = live.snapshot();
+                    entry.dropped_frames = Some(dropped);
+                    entry.reconnects = Some(reconnects);
+                }
                 let failed = match sink.end(&video, reason.is_none()) {
                     Ok(files) if reason.is_none() => {
                         tracing::info!("{}: done", video.job.name);

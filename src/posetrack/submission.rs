@@ -81,13 +81,13 @@ pub fn image_entry(job: &VideoJob, frame: FramePlace<'_>) -> Image {
             // A video's frames are numbered from their timestamps: after frames lost to damage,
             // the later ones keep their true index (and the boxes keyed by it).
             let index = match &job.kind {
-                SourceKind::VideoFile(_) => frame.number,
+                SourceKind::VideoFile(_) | SourceKind::Stream { .. } => frame.number,
                 _ => frame.index,
             };
             Image {
                 id: index,
                 file_name: match &job.kind {
-                    SourceKind::VideoFile(_) => {
+                    SourceKind::VideoFile(_) | SourceKind::Stream { .. } => {
                         format!("{}/{:06}.jpg", job.name, index)
                     }
                     _ => format!("{}/{}", job.name, frame.file_name),

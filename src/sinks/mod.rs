@@ -1,11 +1,14 @@
 //! What a run makes of its frames: the PoseTrack JSON (`posetrack`), the overlay video
-//! (`overlay`), and progress bars (`progress`), each a [`crate::pipeline::sink::FrameSink`];
+//! (`overlay`), per-frame JSON Lines (`jsonl`) and progress bars (`progress`), each a
+//! [`crate::pipeline::sink::FrameSink`];
 //! `pipeline::sink::Sinks` chains them.
 
+pub mod jsonl;
 pub mod overlay;
 pub mod posetrack;
 pub mod progress;
 
+pub use jsonl::{JsonlError, JsonlSink};
 pub use overlay::{OverlaySettings, OverlaySink};
 pub use posetrack::PoseTrackSink;
 pub use progress::ProgressSink;

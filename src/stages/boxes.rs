@@ -66,9 +66,10 @@ impl Stage for GivenBoxesStage {
             }
             Msg::End(v, Ok(())) => {
                 // A video cut short (`input.max_frames`) has boxes beyond its last frame.
-                let cut = v
-                    .frame_limit
-                    .is_some_and(|limit| self.seen.len() as u64 >= limit);
+                // So is a live one: it drops frames and stops at any time.
+                let cut = v.live.is_some()
+                    || v.frame_limit
+                        .is_some_and(|limit| self.seen.len() as u64 >= limit);
                 let outcome = match &v.boxes {
                     Some(boxes) if !cut => {
                         let orphans: Vec<u64> = boxes

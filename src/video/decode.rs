@@ -55,13 +55,16 @@ fn threads(requested: usize) -> usize {
 /// Converts decoded frames to packed RGB, rebuilding the converter if the size or format
 /// changes mid-stream.
 #[derive(Default)]
-struct RgbConverter {
+pub(super) struct RgbConverter {
     scaler: Option<(scaling::Context, Pixel, u32, u32)>,
     rgb: Option<ffmpeg::frame::Video>,
 }
 
 impl RgbConverter {
-    fn convert(&mut self, frame: &ffmpeg::frame::Video) -> Result<RgbImage, ffmpeg::Error> {
+    pub(super) fn convert(
+        &mut self,
+        frame: &ffmpeg::frame::Video,
+    ) -> Result<RgbImage, ffmpeg::Error> {
         let (format, width, height) = (frame.format(), frame.width(), frame.height());
         if width == 0 || height == 0 {
             return Err(ffmpeg::Error::InvalidData);
@@ -107,6 +110,10 @@ pub trait FrameDecoder {
     fn info(&self) -> &StreamInfo;
     /// The next frame, `Ok(None)` at the end.
     fn next_frame(&mut self) -> Result<Option<DecodedFrame>, VideoError>;
+    /// How many times a live stream was reconnected after it dropped (0 for files).
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }
 
 /// Opens the decoder for a job. `image_fps` is the rate given to image folders.
@@ -125,6 +132,13 @@ pub fn open(
         SourceKind::ImageFolder { files, .. } => {
             Ok(Box::new(ImageListDecoder::new(files.clone(), image_fps)))
         }
+        SourceKind::Stream { .. } => Ok(Box::new(super::stream::StreamDecoder::open(
+            job,
+            super::stream::StreamOptions {
+                decode_threads,
+                ..Default::default()
+            },
+        )?)),
         SourceKind::Invalid { path, message } => Err(VideoError::Folder {
             path: path.clone(),
             message: message.clone(),
@@ -397,7 +411,7 @@ fn display_matrix(stream: &ffmpeg::format::stream::Stream) -> Option<[i32; 9]> {
 
 /// How a frame's number relates to the frame before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
+pub(super) enum Step {
     /// The next number.
     Next,
     /// Numbers between the previous frame's and this one's have no frame.
@@ -412,7 +426,7 @@ enum Step {
 /// its timestamp plus the time between them in frames: `round((pts - first_pts) * fps)` for a
 /// constant-rate file, and no drift when the declared rate is a little off.
 #[derive(Debug)]
-struct FrameNumbering {
+pub(super) struct FrameNumbering {
     frames_per_tick: f64,
     /// The last frame numbered from its timestamp: `(number, timestamp)`.
     anchor: Option<(u64, i64)>,
@@ -421,7 +435,7 @@ struct FrameNumbering {
 }
 
 impl FrameNumbering {
-    fn new(time_base: f64, fps: f64) -> Self {
+    pub(super) fn new(time_base: f64, fps: f64) -> Self {
         Self {
             frames_per_tick: time_base * fps,
             anchor: None,
@@ -429,7 +443,7 @@ impl FrameNumbering {
         }
     }
 
-    fn next(&mut self, ts: Option<i64>) -> (u64, Step) {
+    pub(super) fn next(&mut self, ts: Option<i64>) -> (u64, Step) {
         let Some((prev, prev_ts)) = self.last else {
             self.last = Some((0, ts));
             self.anchor = ts.map(|t| (0, t));

@@ -25,6 +25,15 @@ pub enum SourceKind {
     },
     /// One image file given as an input, decoded as a one-frame video (frame number 0).
     SingleImage(PathBuf),
+    /// A live source read through FFmpeg: a network URL (`rtsp://`, `rtmp://`, `http(s)://`
+    /// including HLS, `srt://`, `udp://`, `tcp://`) or a V4L2 webcam (`/dev/videoN`).
+    Stream {
+        /// The URL (or device path) as given to FFmpeg.
+        url: String,
+        /// The FFmpeg input format to force (`video4linux2` for a webcam); `None` lets FFmpeg
+        /// choose from the URL.
+        format: Option<String>,
+    },
     /// An input found in a batch that cannot be decoded (two images with the same number, a
     /// number too large): opening it returns `message`, so the run reports it as this job's
     /// failure and the other jobs still run.
@@ -109,6 +118,7 @@ impl VideoJob {
         match &self.kind {
             SourceKind::VideoFile(p) | SourceKind::SingleImage(p) => p,
             SourceKind::ImageFolder { dir, .. } => dir,
+            SourceKind::Stream { url, .. } => Path::new(url),
             SourceKind::Invalid { path, .. } => path,
         }
     }
@@ -119,6 +129,11 @@ impl VideoJob {
             SourceKind::Invalid { path, message } => Some(format!("{}: {message}", path.display())),
             _ => None,
         }
+    }
+
+    /// Whether the job reads a live source (a stream URL or a webcam).
+    pub fn is_stream(&self) -> bool {
+        matches!(self.kind, SourceKind::Stream { .. })
     }
 
     /// Gaps in an image folder's numbering: `(last number before, first number after)`.
@@ -328,7 +343,12 @@ impl Walk {
 /// what was already found are skipped with a warning.
 pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
     let mut walk = Walk::default();
+    let mut streams = Vec::new();
     for input in inputs {
+        if let Some(kind) = stream_source(input)? {
+            streams.push(kind);
+            continue;
+        }
         if !input.exists() {
             return Err(VideoError::Missing {
                 path: input.clone(),
@@ -345,7 +365,27 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
             });
         }
     }
-    let jobs = walk.jobs;
+    let mut jobs = walk.jobs;
+    // A stream's name is made unique among the run's inputs with a suffix.
+    let mut taken: std::collections::HashSet<String> =
+        jobs.iter().map(|j| j.name.clone()).collect();
+    for kind in streams {
+        let SourceKind::Stream { url, .. } = &kind else {
+            continue;
+        };
+        let base = stream_name(url);
+        let mut name = base.clone();
+        let mut n = 2;
+        while !taken.insert(name.clone()) {
+            name = format!("{base}_{n}");
+            n += 1;
+        }
+        jobs.push(VideoJob {
+            name,
+            kind,
+            posetrack: None,
+        });
+    }
     let mut seen: std::collections::HashMap<&str, &Path> = Default::default();
     for job in &jobs {
         if let Some(other) = seen.insert(&job.name, job.path()) {
@@ -360,6 +400,106 @@ pub fn discover(inputs: &[PathBuf]) -> Result<Vec<VideoJob>, VideoError> {
         }
     }
     Ok(jobs)
+}
+
+/// URL schemes FFmpeg reads live sources from.
+pub const STREAM_SCHEMES: [&str; 10] = [
+    "rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp", "rtp",
+];
+
+/// The live source an input names: a URL of a known scheme, or a V4L2 device (`/dev/video*`);
+/// `Ok(None)` for a file or folder path; an error for a URL of a scheme FFmpeg is not asked
+/// to read.
+pub fn stream_source(input: &Path) -> Result<Option<SourceKind>, VideoError> {
+    let Some(text) = input.to_str() else {
+        return Ok(None);
+    };
+    if let Some((scheme, _)) = text.split_once("://") {
+        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if is_scheme {
+            let lower = scheme.to_ascii_lowercase();
+            if !STREAM_SCHEMES.contains(&lower.as_str()) {
+                return Err(VideoError::Stream {
+                    url: redact(text),
+                    message: format!(
+                        "unknown URL scheme `{scheme}`; live inputs take {} URLs, or a webcam /dev/videoN",
+                        STREAM_SCHEMES.join(", ")
+                    ),
+                });
+            }
+            return Ok(Some(SourceKind::Stream {
+                url: text.to_string(),
+                format: None,
+            }));
+        }
+    }
+    if text.starts_with("/dev/video") {
+        if !input.exists() {
+            return Err(VideoError::Stream {
+                url: text.to_string(),
+                message: "no such webcam (V4L2 device)".into(),
+            });
+        }
+        return Ok(Some(SourceKind::Stream {
+            url: text.to_string(),
+            format: Some("video4linux2".into()),
+        }));
+    }
+    Ok(None)
+}
+
+/// A URL with its user and password (`user:secret@`) left out, for messages and reports.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// The output name of a stream: its host, port and path (`rtsp://cam1:554/live/main` ->
+/// `cam1_554_live_main`; a webcam `/dev/video0` -> `video0`), without credentials, query or
+/// the last segment's extension, every character other than letters, digits, `.` and `-`
+/// turned into `_`.
+pub fn stream_name(url: &str) -> String {
+    let rest = match url.split_once("://") {
+        Some((_, rest)) => rest,
+        None => url.trim_start_matches("/dev/"),
+    };
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let mut path = path.trim_matches('/').to_string();
+    if let Some(dot) = path.rfind('.') {
+        if !path[dot..].contains('/') && dot > path.rfind('/').map_or(0, |s| s + 1) {
+            path.truncate(dot);
+        }
+    }
+    let raw = format!("{host}/{path}");
+    let mut name = String::new();
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            c
+        } else {
+            '_'
+        };
+        if !(c == '_' && name.ends_with('_')) {
+            name.push(c);
+        }
+    }
+    let name = name.trim_matches(['_', '.']).to_string();
+    if name.is_empty() {
+        "stream".into()
+    } else {
+        name
+    }
 }
 
 /// Keeps shard `index` of `count`: jobs are assigned by a hash of their name, so the split is
@@ -390,6 +530,42 @@ mod tests {
         assert_eq!(s.image_id(12), 30000010012);
         assert!(PoseTrackSequence::parse(Path::new("clip_01")).is_none());
         assert!(PoseTrackSequence::parse(Path::new("12345_mpii_test")).is_none());
+    }
+
+    #[test]
+    fn stream_urls_become_jobs_with_safe_unique_names() {
+        assert_eq!(
+            stream_name("rtsp://user:pw@cam1.local:554/live/main?x=1"),
+            "cam1.local_554_live_main"
+        );
+        assert_eq!(
+            stream_name("http://127.0.0.1:8080/live.ts"),
+            "127.0.0.1_8080_live"
+        );
+        assert_eq!(
+            stream_name("https://h.example/hls/index.m3u8"),
+            "h.example_hls_index"
+        );
+        assert_eq!(stream_name("udp://@:1234"), "1234");
+        assert_eq!(stream_name("/dev/video0"), "video0");
+        assert_eq!(redact("rtsp://user:pw@cam:554/a@b"), "rtsp://cam:554/a@b");
+        let inputs = [
+            PathBuf::from("udp://127.0.0.1:5000"),
+            PathBuf::from("tcp://127.0.0.1:5000?listen"),
+        ];
+        let jobs = discover(&inputs).unwrap();
+        assert_eq!(jobs[0].name, "127.0.0.1_5000");
+        assert_eq!(jobs[1].name, "127.0.0.1_5000_2");
+        assert!(jobs.iter().all(VideoJob::is_stream));
+        let e = discover(&[PathBuf::from("foo://x/y")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("foo://x/y") && e.contains("unknown URL scheme `foo`"),
+            "{e}"
+        );
+        // A relative path with a colon is still a file.
+        assert!(stream_source(Path::new("a:b.mp4")).unwrap().is_none());
     }
 
     #[test]

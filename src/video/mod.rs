@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod discover;
 pub mod encode;
+pub mod stream;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,15 @@ pub enum VideoError {
         /// The video or image file.
         path: PathBuf,
         /// Which frame failed and why.
+        message: String,
+    },
+    /// A live input (URL or webcam) is not one vidpose reads, cannot be opened, or failed
+    /// beyond what reconnecting could mend.
+    #[error("{url}: {message}")]
+    Stream {
+        /// The URL (credentials left out) or device path.
+        url: String,
+        /// What is wrong: FFmpeg's reason, or the timeout that ran out.
         message: String,
     },
     /// A JPEG or PNG frame could not be read by the built-in (OpenCV-compatible) decoder.
