@@ -290,3 +290,52 @@ fn the_run_report_never_replaces_an_output() {
     assert_eq!(file.images.len(), 2);
     assert!(report.exists());
 }
+
+#[test]
+fn jsonl_may_not_name_an_input_and_leaves_it_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (video, boxes) = video_with_boxes(dir.path(), "clip", 2);
+    let before = std::fs::read(&boxes).unwrap();
+    let out = run(
+        &[
+            "-i",
+            video.to_str().unwrap(),
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--jsonl",
+            boxes.to_str().unwrap(),
+        ],
+        &boxes,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--jsonl"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&boxes).unwrap(), before);
+}
+
+#[test]
+fn side_files_may_not_name_an_input_outside_the_output_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (video, boxes) = video_with_boxes(dir.path(), "clip", 2);
+    let before = std::fs::read(&video).unwrap();
+    let out_dir = dir.path().join("out");
+    for flag in ["--jsonl", "--metrics-json", "--report"] {
+        let out = run(
+            &[
+                "-i",
+                video.to_str().unwrap(),
+                "-o",
+                out_dir.to_str().unwrap(),
+                flag,
+                video.to_str().unwrap(),
+            ],
+            &boxes,
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("would replace the input"),
+            "{flag}: {}",
+            stderr(&out)
+        );
+        assert_eq!(std::fs::read(&video).unwrap(), before, "{flag}");
+    }
+}

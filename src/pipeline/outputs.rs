@@ -43,15 +43,6 @@ impl ProtectedInputs {
         }
     }
 
-    /// Records every file of a folder (one level), e.g. a folder of boxes files.
-    pub fn add_folder(&mut self, dir: &Path, what: &str) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                self.add(&entry.path(), what);
-            }
-        }
-    }
-
     /// The input an output file would replace, described.
     pub fn replaced_by(&self, output: &Path) -> Option<&str> {
         let out_dir = self.out_dir.as_ref()?;

@@ -37,38 +37,45 @@ pub fn goes_to_detector(p: &PlannedVideo) -> bool {
     p.meta.boxes.is_none() && p.problem.is_none()
 }
 
-/// Every input of the run that lies in the output folder: videos, frames, boxes and annotation
-/// files.
-fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> ProtectedInputs {
-    let mut protected = ProtectedInputs::new(&config.output.dir);
+/// Every input file of the run, wherever it lies, with how messages name it: videos, frames,
+/// annotation files, boxes files (each file of a boxes folder).
+fn input_files(config: &Config, jobs: &[VideoJob]) -> Vec<(PathBuf, &'static str)> {
+    let mut inputs = Vec::new();
     for job in jobs {
         match &job.kind {
             SourceKind::ImageFolder { files, .. } => {
-                for (_, f) in files {
-                    protected.add(f, "the input frame");
-                }
+                inputs.extend(files.iter().map(|(_, f)| (f.clone(), "the input frame")));
             }
-            _ => protected.add(job.path(), "the input"),
+            _ => inputs.push((job.path().to_path_buf(), "the input")),
         }
         if let Some(annotation) = annotation_for(job) {
-            protected.add(&annotation, "the annotation file");
+            inputs.push((annotation, "the annotation file"));
         }
     }
     if config.detector.kind != DetectorKind::CascadeRcnn && config.detector.boxes != "auto" {
         let boxes = Path::new(&config.detector.boxes);
-        if boxes.is_dir() {
-            protected.add_folder(boxes, "the boxes file");
-        } else {
-            protected.add(boxes, "the boxes file");
+        match std::fs::read_dir(boxes) {
+            Ok(entries) => inputs.extend(entries.flatten().map(|e| (e.path(), "the boxes file"))),
+            Err(_) => inputs.push((boxes.to_path_buf(), "the boxes file")),
         }
     }
     if let Some(images) = &config.detector.boxes_images {
-        protected.add(images, "the annotation file");
+        inputs.push((images.clone(), "the annotation file"));
+    }
+    inputs
+}
+
+/// Every input of the run that lies in the output folder.
+fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> ProtectedInputs {
+    let mut protected = ProtectedInputs::new(&config.output.dir);
+    for (path, what) in input_files(config, jobs) {
+        protected.add(&path, what);
     }
     protected
 }
 
-/// A file the run writes besides the videos' outputs (`--metrics-json`, the run report) may
+/// A file the run writes besides the videos' outputs (`--metrics-json`, `--jsonl`, the run
+/// report) may
 /// name neither an input nor one of those outputs: it would replace it, and the next run would
 /// then skip that video.
 fn check_side_file(
@@ -83,6 +90,18 @@ fn check_side_file(
             "{what} {}: writing it would replace {input}",
             file.display()
         )));
+    }
+    // An input outside the output folder too (`--jsonl clip.mp4` from the video's folder).
+    if file.exists() {
+        if let Some((_, input)) = input_files(config, jobs)
+            .iter()
+            .find(|(path, _)| same_file(file, path))
+        {
+            return Err(PipelineError::Output(format!(
+                "{what} {}: writing it would replace {input}",
+                file.display()
+            )));
+        }
     }
     for job in jobs {
         let (json, video) = output_paths(&config.output.dir, job, config.render.enabled);
@@ -143,6 +162,14 @@ pub fn plan(
     let protected = protect_inputs(config, &jobs);
     if let Some(metrics) = &config.output.metrics_json {
         check_side_file(config, &jobs, "--metrics-json", metrics, &protected)?;
+    }
+    if let Some(lines) = config
+        .output
+        .jsonl
+        .as_ref()
+        .filter(|p| p.as_os_str() != "-")
+    {
+        check_side_file(config, &jobs, "--jsonl", lines, &protected)?;
     }
     check_side_file(
         config,

@@ -25,29 +25,59 @@ pub struct JsonlError {
 
 /// Writes one JSON line per frame to a file or stdout, flushed per line.
 pub struct JsonlSink {
-    out: Box<dyn Write + Send>,
+    /// Open once the first video starts: by then the run has checked that the file names no
+    /// input or output, so a wrong `--jsonl` cannot truncate anything.
+    out: Option<Box<dyn Write + Send>>,
+    /// The file still to be created.
+    path: Option<PathBuf>,
     name: String,
 }
 
 impl JsonlSink {
-    /// Writes to `path`, created or truncated; `-` is stdout.
+    /// Writes to `path`, created (or truncated) when the first video starts; `-` is stdout.
     pub fn create(path: &Path) -> Result<Self, JsonlError> {
         if path.as_os_str() == "-" {
             return Ok(Self::to_writer(Box::new(std::io::stdout()), "stdout"));
         }
-        let file = std::fs::File::create(path).map_err(|source| JsonlError {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Self::to_writer(Box::new(file), &path.display().to_string()))
+        if path.is_dir() {
+            return Err(JsonlError {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("is a folder"),
+            });
+        }
+        Ok(Self {
+            out: None,
+            path: Some(path.to_path_buf()),
+            name: path.display().to_string(),
+        })
     }
 
     /// Writes to any writer; `name` says where in error messages.
     pub fn to_writer(out: Box<dyn Write + Send>, name: &str) -> Self {
         Self {
-            out,
+            out: Some(out),
+            path: None,
             name: name.to_string(),
         }
+    }
+
+    fn failure(&self, e: impl std::fmt::Display) -> VideoFailure {
+        VideoFailure::Output(format!(
+            "{}: cannot write the JSON Lines output: {e}",
+            self.name
+        ))
+    }
+
+    /// The open output, opening the file on first use.
+    fn writer(&mut self) -> Result<&mut Box<dyn Write + Send>, VideoFailure> {
+        if self.out.is_none() {
+            if let Some(path) = self.path.take() {
+                let file = std::fs::File::create(&path).map_err(|e| self.failure(e))?;
+                self.out = Some(Box::new(std::io::BufWriter::new(file)));
+            }
+        }
+        let failure = self.failure("not open");
+        self.out.as_mut().ok_or(failure)
     }
 }
 
@@ -80,31 +110,23 @@ pub fn frame_line(frame: &Frame) -> serde_json::Value {
 
 impl FrameSink for JsonlSink {
     fn start(&mut self, _video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
-        Ok(())
+        self.writer().map(|_| ())
     }
 
     fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
         let mut line = serde_json::to_vec(&frame_line(frame))
             .map_err(|e| VideoFailure::Output(format!("{}: {e}", self.name)))?;
         line.push(b'\n');
-        self.out
-            .write_all(&line)
-            .and_then(|()| self.out.flush())
-            .map_err(|e| {
-                VideoFailure::Output(format!(
-                    "{}: cannot write the JSON Lines output: {e}",
-                    self.name
-                ))
-            })
+        let out = self.writer()?;
+        let written = out.write_all(&line).and_then(|()| out.flush());
+        written.map_err(|e| self.failure(e))
     }
 
     fn end(&mut self, _video: &Arc<VideoMeta>, _ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
-        self.out.flush().map_err(|e| {
-            VideoFailure::Output(format!(
-                "{}: cannot write the JSON Lines output: {e}",
-                self.name
-            ))
-        })?;
+        if let Some(out) = self.out.as_mut() {
+            let flushed = out.flush();
+            flushed.map_err(|e| self.failure(e))?;
+        }
         Ok(Vec::new())
     }
 }
