@@ -237,11 +237,11 @@ impl PoseTrackFile {
 
     /// Writes atomically: a temporary file in the same folder, then a rename.
     pub fn write_atomic(&self, path: &Path) -> Result<(), PoseTrackError> {
-        let bytes = serde_json::to_vec(self).map_err(|source| PoseTrackError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        crate::fsutil::write_atomic(path, &bytes).map_err(|source| PoseTrackError::Write {
+        // Streamed: a long video's file is never held in memory as text as well.
+        crate::fsutil::write_atomic_with(path, |out| {
+            serde_json::to_writer(out, self).map_err(std::io::Error::from)
+        })
+        .map_err(|source| PoseTrackError::Write {
             path: path.to_path_buf(),
             source,
         })
