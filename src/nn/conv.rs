@@ -184,16 +184,12 @@ impl Conv {
         let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32;
         // The CPU kernels carry the layer's own ReLU flag, which a plain forward uses.
         match (&self.cpu, residual) {
-            // 3x3 stride 1: Winograd. F(4x4) from 24 columns on (6 tiles a row), where it
-            // measured fastest; F(2x2) on narrower maps, where F(4x4)'s tiles would be mostly
-            // padding and its transforms' fixed costs dominate. Both beat the im2col kernel
-            // on every HRNet-W32 shape at batch 8.
+            // 3x3 stride 1: Winograd's F(2x2), faster than the im2col kernel on every
+            // HRNet-W32 shape at batch 8. F(4x4) measured faster still on maps 24 columns wide
+            // and more, but its larger rounding makes a detector batch differ from its images
+            // run alone by more than 1e-5 in score (tests/cascade_bad_input.rs).
             (Some(CpuKernel::Dense(_, Some(conv))), r) if cpu_f32 && x.rank() == 4 => {
-                let tile = if x.dim(3)? >= 24 {
-                    TileSize::F4
-                } else {
-                    TileSize::F2
-                };
+                let tile = TileSize::F2;
                 let op = WinogradOp { conv, tile, relu };
                 return match r {
                     None => x.contiguous()?.apply_op1_no_bwd(&op),

@@ -27,10 +27,12 @@ const LANES: usize = 8;
 
 /// The output tile side of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum TileSize {
     /// F(2x2, 3x3): 16 transform points, errors close to the direct convolution's.
     F2,
-    /// F(4x4, 3x3): 36 transform points; the transforms' larger constants cost precision
+    /// F(4x4, 3x3), not selected by `Conv::run` (see there) but kept, tested and timed:
+    /// 36 transform points; the transforms' larger constants cost precision
     /// (full-size HRNet-W32 against MMPose: heatmap error 2.1e-5 of the peak, against 1.0e-5
     /// with F(2x2) or the im2col kernel; the parity bound is 1e-4).
     F4,
