@@ -5,15 +5,19 @@
 //! a BN layer is a per-channel affine map, so with t = γ / √(var + eps) the pair conv(W) → BN
 //! equals conv(W·t) + (β − μ·t); folding removes four tensor passes per layer.
 //!
-//! [`Conv::run`] is the one place that picks a kernel: on the CPU (f32) the fused convolutions
-//! of [`super::cpu_conv`] and [`super::grouped_conv`], which also fuse the bias, the ReLU and
-//! residual additions; candle's conv2d everywhere else.
+//! [`Conv::run`] is the one place that picks a kernel: on the CPU (f32) Winograd's algorithm
+//! ([`super::winograd`]) for 3x3 stride-1 convolutions, the fused convolutions of
+//! [`super::cpu_conv`] and [`super::grouped_conv`] for the others, all of which also fuse the
+//! bias, the ReLU and residual additions; candle's conv2d everywhere else.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu_conv::{CpuConv, WithResidual};
 use super::grouped_conv::GroupedConv;
+use super::winograd::{TileSize, Winograd, WinogradOp};
 
 /// PyTorch's default BN epsilon (mmcv's `BN` config sets none).
 pub const BN_EPS: f64 = 1e-5;
@@ -82,7 +86,7 @@ pub struct Conv {
 
 #[derive(Debug, Clone)]
 enum CpuKernel {
-    Dense(CpuConv),
+    Dense(CpuConv, Option<Winograd>),
     Grouped(GroupedConv),
 }
 
@@ -120,16 +124,29 @@ impl Conv {
         let cpu = if weight.device().is_cpu() && weight.dtype() == DType::F32 {
             let pad = spec.kernel / 2;
             Some(if spec.groups == 1 {
-                CpuKernel::Dense(CpuConv::new(
-                    weight.flatten_all()?.to_vec1()?,
-                    bias.to_vec1()?,
-                    spec.c_in,
-                    spec.c_out,
-                    spec.kernel,
-                    spec.stride,
-                    pad,
-                    spec.relu,
-                ))
+                let w: Vec<f32> = weight.flatten_all()?.to_vec1()?;
+                let b: Vec<f32> = bias.to_vec1()?;
+                let wino = (spec.kernel == 3 && spec.stride == 1).then(|| {
+                    Winograd::new(
+                        Arc::new(w.clone()),
+                        Arc::new(b.clone()),
+                        spec.c_in,
+                        spec.c_out,
+                    )
+                });
+                CpuKernel::Dense(
+                    CpuConv::new(
+                        w,
+                        b,
+                        spec.c_in,
+                        spec.c_out,
+                        spec.kernel,
+                        spec.stride,
+                        pad,
+                        spec.relu,
+                    ),
+                    wino,
+                )
             } else {
                 CpuKernel::Grouped(GroupedConv::new(
                     &weight,
@@ -167,13 +184,25 @@ impl Conv {
         let cpu_f32 = x.device().is_cpu() && x.dtype() == DType::F32;
         // The CPU kernels carry the layer's own ReLU flag, which a plain forward uses.
         match (&self.cpu, residual) {
-            (Some(CpuKernel::Dense(op)), None) if cpu_f32 => {
+            // 3x3 stride 1: Winograd's F(2x2), faster than the im2col kernel on every
+            // HRNet-W32 shape at batch 8. F(4x4) measured faster still on maps 24 columns wide
+            // and more, but its larger rounding makes a detector batch differ from its images
+            // run alone by more than 1e-5 in score (tests/cascade_bad_input.rs).
+            (Some(CpuKernel::Dense(_, Some(conv))), r) if cpu_f32 && x.rank() == 4 => {
+                let tile = TileSize::F2;
+                let op = WinogradOp { conv, tile, relu };
+                return match r {
+                    None => x.contiguous()?.apply_op1_no_bwd(&op),
+                    Some(r) => x.contiguous()?.apply_op2_no_bwd(&r.contiguous()?, &op),
+                };
+            }
+            (Some(CpuKernel::Dense(op, _)), None) if cpu_f32 => {
                 return x.contiguous()?.apply_op1_no_bwd(op)
             }
             (Some(CpuKernel::Grouped(op)), None) if cpu_f32 => {
                 return x.contiguous()?.apply_op1_no_bwd(op)
             }
-            (Some(CpuKernel::Dense(conv)), Some(r)) if cpu_f32 => {
+            (Some(CpuKernel::Dense(conv, _)), Some(r)) if cpu_f32 => {
                 return x
                     .contiguous()?
                     .apply_op2_no_bwd(&r.contiguous()?, &WithResidual { conv, relu })

@@ -28,6 +28,11 @@ pub struct CpuConv {
     pub(crate) relu: bool,
 }
 
+/// Output channels per GEMM call. Fixed, so that the channel split of batches smaller than
+/// the thread count issues exactly the GEMMs of the per-image path (the gemm crate's rounding
+/// depends on the shape of the call).
+const ROW_CHUNK: usize = 64;
+
 thread_local! {
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
@@ -170,8 +175,7 @@ impl CpuConv {
                 owned = c;
                 &owned
             };
-            let threads = rayon::current_num_threads().max(1);
-            let chunk = self.c_out.div_ceil(threads * 2).max(1);
+            let chunk = ROW_CHUNK;
             dst.par_chunks_mut(chunk * p)
                 .enumerate()
                 .for_each(|(i, d)| {
@@ -237,8 +241,13 @@ impl CpuConv {
                 }
             }
         }
-        let weight = &self.weight[co0 * kk..(co0 + n_rows) * kk];
-        gemm_accumulate(dst, weight, cols, p, kk);
+        // ROW_CHUNK rows per GEMM, as the channel split of `image` computes them: the same
+        // calls either way, so an image gives the same floats alone and in a batch
+        for (i, d) in dst.chunks_mut(ROW_CHUNK * p).enumerate() {
+            let r0 = co0 + i * ROW_CHUNK;
+            let weight = &self.weight[r0 * kk..(r0 + d.len() / p) * kk];
+            gemm_accumulate(d, weight, cols, p, kk);
+        }
         if relu {
             relu_in_place(dst);
         }

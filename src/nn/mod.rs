@@ -6,6 +6,7 @@ pub(crate) mod conv;
 pub(crate) mod cpu_conv;
 pub mod device;
 pub(crate) mod grouped_conv;
+pub(crate) mod winograd;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
 pub use conv::{Conv, ConvSpec};
