@@ -228,6 +228,24 @@ fn load_config(args: &RunArgs) -> Result<Config> {
     Ok(config)
 }
 
+/// The sinks of a run: JSON Lines when asked for (first: a frame's line goes out before the
+/// overlay encodes it), then the PoseTrack JSON, the overlay and the progress bars.
+fn run_sinks(
+    config: &Config,
+    overlay: Option<vidpose::sinks::OverlaySettings>,
+    progress: bool,
+) -> Result<Box<dyn vidpose::pipeline::sink::FrameSink>> {
+    let standard = vidpose::sinks::standard(overlay, progress);
+    Ok(match &config.output.jsonl {
+        Some(path) => Box::new(
+            vidpose::pipeline::sink::Sinks::new()
+                .with(Box::new(vidpose::sinks::JsonlSink::create(path)?))
+                .with(Box::new(standard)),
+        ),
+        None => Box::new(standard),
+    })
+}
+
 /// Quotes a path for a `--set` value so YAML keeps it a string.
 fn yaml_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -262,14 +280,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             codec: config.render.codec,
             crf: config.render.crf,
         });
-    let standard = vidpose::sinks::standard(overlay, config.pipeline.progress);
-    // JSON Lines first: a frame's line goes out before the overlay encodes it.
-    let sink = Box::new(match &config.output.jsonl {
-        Some(path) => vidpose::pipeline::sink::Sinks::new()
-            .with(Box::new(vidpose::sinks::JsonlSink::create(path)?))
-            .with(Box::new(standard)),
-        None => standard,
-    });
+    let sink = run_sinks(&config, overlay, config.pipeline.progress)?;
     eprintln!(
         "vidpose: {} video(s) -> {}",
         jobs.len(),
@@ -586,7 +597,14 @@ fn bench_run(mut args: BenchRunArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    let sink = Box::new(vidpose::sinks::standard(None, false));
+    let overlay = config
+        .render
+        .enabled
+        .then_some(vidpose::sinks::OverlaySettings {
+            codec: config.render.codec,
+            crf: config.render.crf,
+        });
+    let sink = run_sinks(&config, overlay, false)?;
     let result = pipeline::run(&config, jobs, sink, Arc::new(AtomicBool::new(false)));
     if let Some(dir) = &scratch {
         let _ = std::fs::remove_dir_all(dir);

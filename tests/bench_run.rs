@@ -159,3 +159,22 @@ fn a_bad_earlier_report_is_named_before_any_work() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.json"));
 }
+
+#[test]
+fn bench_run_writes_json_lines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (video, boxes) = clip(dir.path());
+    let out = bench(
+        dir.path(),
+        &video,
+        &boxes,
+        &["--jsonl", "lines.jsonl", "--frames", "5"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = std::fs::read_to_string(dir.path().join("lines.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 5, "{lines}");
+}
