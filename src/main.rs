@@ -177,38 +177,26 @@ fn init_logging(verbose: u8) {
 
 fn load_config(args: &RunArgs) -> Result<Config> {
     let mut overrides = args.overrides.clone();
-    if let Some(dir) = &args.output {
-        overrides.push(format!(
-            "output.dir={}",
-            yaml_string(&dir.to_string_lossy())
-        ));
+    // Paths become quoted YAML strings, so a name like `no` or `1e3` stays a path.
+    let paths = [
+        ("output.dir", &args.output),
+        ("output.metrics_json", &args.metrics_json),
+        ("output.report", &args.report),
+        ("output.jsonl", &args.jsonl),
+    ];
+    for (key, path) in paths {
+        if let Some(path) = path {
+            overrides.push(format!("{key}={}", yaml_string(&path.to_string_lossy())));
+        }
     }
     if args.overwrite {
         overrides.push("output.overwrite=true".into());
-    }
-    if let Some(file) = &args.metrics_json {
-        overrides.push(format!(
-            "output.metrics_json={}",
-            yaml_string(&file.to_string_lossy())
-        ));
     }
     if let Some(shard) = &args.shard {
         overrides.push(format!("input.shard={}", yaml_string(shard)));
     }
     if args.fail_fast {
         overrides.push("output.fail_fast=true".into());
-    }
-    if let Some(file) = &args.report {
-        overrides.push(format!(
-            "output.report={}",
-            yaml_string(&file.to_string_lossy())
-        ));
-    }
-    if let Some(file) = &args.jsonl {
-        overrides.push(format!(
-            "output.jsonl={}",
-            yaml_string(&file.to_string_lossy())
-        ));
     }
     if let Some(seconds) = args.duration {
         overrides.push(format!("input.duration={seconds}"));

@@ -324,18 +324,7 @@ impl CpuConv {
         let (n, c, h, w) = layout.shape().dims4()?;
         let (oh, ow) = self.check_input(c, h, w, 1, "conv")?;
         let out_shape = Shape::from((n, self.c_out, oh, ow));
-        let residual = match residual {
-            Some((s, l)) => {
-                if l.shape() != &out_shape {
-                    candle_core::bail!(
-                        "residual {:?} does not match conv output {out_shape:?}",
-                        l.shape()
-                    );
-                }
-                Some(contiguous_f32(s, l)?)
-            }
-            None => None,
-        };
+        let residual = residual_f32(residual, &out_shape)?;
         let out_per = self.c_out * oh * ow;
         let mut out = vec![0f32; n * out_per];
         let threads = rayon::current_num_threads();
@@ -357,7 +346,24 @@ impl CpuConv {
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+/// The residual operand of a fused convolution, checked to have the output's shape.
+pub(crate) fn residual_f32<'a>(
+    residual: Option<(&'a CpuStorage, &Layout)>,
+    out_shape: &Shape,
+) -> Result<Option<&'a [f32]>> {
+    let Some((s, l)) = residual else {
+        return Ok(None);
+    };
+    if l.shape() != out_shape {
+        candle_core::bail!(
+            "residual {:?} does not match conv output {out_shape:?}",
+            l.shape()
+        );
+    }
+    contiguous_f32(s, l).map(Some)
+}
+
+pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let x = storage.as_slice::<f32>()?;
     let (start, end) = layout
         .contiguous_offsets()

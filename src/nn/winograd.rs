@@ -22,6 +22,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::cpu_conv::{contiguous_f32, residual_f32};
+
 /// Adjacent tiles transformed together.
 const LANES: usize = 8;
 
@@ -723,29 +725,10 @@ impl WinogradOp<'_> {
             candle_core::bail!("conv expects {} input channels, got {c}", self.conv.c_in);
         }
         let shape = Shape::from((n, self.conv.c_out, h, w));
-        let res = match residual {
-            Some((s, l)) => {
-                if l.shape() != &shape {
-                    candle_core::bail!(
-                        "residual {:?} does not match conv output {shape:?}",
-                        l.shape()
-                    );
-                }
-                Some(contiguous_f32(s, l)?)
-            }
-            None => None,
-        };
+        let res = residual_f32(residual, &shape)?;
         let out = self.conv.run(self.tile, x, n, h, w, res, self.relu);
         Ok((CpuStorage::F32(out), shape))
     }
-}
-
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let x = storage.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::msg("conv input must be contiguous"))?;
-    Ok(&x[start..end])
 }
 
 impl CustomOp1 for WinogradOp<'_> {

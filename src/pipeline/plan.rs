@@ -66,10 +66,10 @@ fn input_files(config: &Config, jobs: &[VideoJob]) -> Vec<(PathBuf, &'static str
 }
 
 /// Every input of the run that lies in the output folder.
-fn protect_inputs(config: &Config, jobs: &[VideoJob]) -> ProtectedInputs {
+fn protect_inputs(config: &Config, inputs: &[(PathBuf, &'static str)]) -> ProtectedInputs {
     let mut protected = ProtectedInputs::new(&config.output.dir);
-    for (path, what) in input_files(config, jobs) {
-        protected.add(&path, what);
+    for (path, what) in inputs {
+        protected.add(path, what);
     }
     protected
 }
@@ -83,6 +83,7 @@ fn check_side_file(
     jobs: &[VideoJob],
     what: &str,
     file: &Path,
+    inputs: &[(PathBuf, &'static str)],
     protected: &ProtectedInputs,
 ) -> Result<(), PipelineError> {
     if let Some(input) = protected.replaced_by(file) {
@@ -93,10 +94,7 @@ fn check_side_file(
     }
     // An input outside the output folder too (`--jsonl clip.mp4` from the video's folder).
     if file.exists() {
-        if let Some((_, input)) = input_files(config, jobs)
-            .iter()
-            .find(|(path, _)| same_file(file, path))
-        {
+        if let Some((_, input)) = inputs.iter().find(|(path, _)| same_file(file, path)) {
             return Err(PipelineError::Output(format!(
                 "{what} {}: writing it would replace {input}",
                 file.display()
@@ -159,9 +157,17 @@ pub fn plan(
             config.detector.score_threshold,
         )?)),
     };
-    let protected = protect_inputs(config, &jobs);
+    let inputs = input_files(config, &jobs);
+    let protected = protect_inputs(config, &inputs);
     if let Some(metrics) = &config.output.metrics_json {
-        check_side_file(config, &jobs, "--metrics-json", metrics, &protected)?;
+        check_side_file(
+            config,
+            &jobs,
+            "--metrics-json",
+            metrics,
+            &inputs,
+            &protected,
+        )?;
     }
     if let Some(lines) = config
         .output
@@ -169,13 +175,14 @@ pub fn plan(
         .as_ref()
         .filter(|p| p.as_os_str() != "-")
     {
-        check_side_file(config, &jobs, "--jsonl", lines, &protected)?;
+        check_side_file(config, &jobs, "--jsonl", lines, &inputs, &protected)?;
     }
     check_side_file(
         config,
         &jobs,
         "the run report",
         &config.report_path(),
+        &inputs,
         &protected,
     )?;
     let mut planned = Vec::new();

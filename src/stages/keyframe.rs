@@ -158,14 +158,18 @@ impl KeyframeStage {
         self.state.carried = carried;
     }
 
+    /// Where a carried person's pose is expected in the next frame.
+    fn expected(&self, c: &Carried) -> Person {
+        match self.settings.motion {
+            MotionModel::None => c.last.clone(),
+            MotionModel::ConstantVelocity => c.velocity.predict(&c.last, 1),
+        }
+    }
+
     /// The box a carried person is looked for in the next frame, clipped to the frame; `None`
     /// when it left the frame.
     fn carried_box(&self, c: &Carried, width: u32, height: u32) -> Option<BBox> {
-        let moved = match self.settings.motion {
-            MotionModel::None => c.last.clone(),
-            MotionModel::ConstantVelocity => c.velocity.predict(&c.last, 1),
-        };
-        let tight = keypoint_box(&moved)?;
+        let tight = keypoint_box(&self.expected(c))?;
         let (cx, cy) = tight.center();
         let [w, h] = fix_aspect_ratio(
             [
@@ -211,17 +215,8 @@ impl KeyframeStage {
         let carried = self.carried_people(width, height);
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ci, (id, _)) in carried.iter().enumerate() {
-            let Some(tight) = keypoint_box(&self.state.carried[id].last) else {
+            let Some(tight) = keypoint_box(&self.expected(&self.state.carried[id])) else {
                 continue;
-            };
-            let tight = match self.settings.motion {
-                MotionModel::None => tight,
-                MotionModel::ConstantVelocity => {
-                    let moved = self.state.carried[id]
-                        .velocity
-                        .predict(&self.state.carried[id].last, 1);
-                    keypoint_box(&moved).unwrap_or(tight)
-                }
             };
             for (di, d) in detections.iter().enumerate() {
                 let iou = tight.iou(&d.bbox);
