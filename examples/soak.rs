@@ -45,6 +45,12 @@ fn main() -> Result<()> {
             format!("detector.boxes='{}'", boxes.display()),
             "output.overwrite=true".into(),
             "pipeline.progress=false".into(),
+            // SOAK_FRAMES: decode only the first N frames, to compare boxes files of several
+            // lengths on the same frames.
+            format!(
+                "input.max_frames={}",
+                std::env::var("SOAK_FRAMES").unwrap_or_else(|_| "null".into())
+            ),
         ],
     )?;
     let jobs = vidpose::video::discover(&[video])?;

@@ -3,11 +3,13 @@
 //! file's `images`.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::format::{self, PoseTrackFile};
+use super::format;
 use crate::geometry::BBox;
 use crate::person::Person;
 
@@ -62,37 +64,53 @@ pub fn frame_key(file_name: &str) -> Option<FrameKey> {
 enum Corners {
     /// A ground-truth `[x, y, w, h]`; its corners are clipped to the image, whose size the
     /// annotation file gives (`width`, `height`) or, failing that, the decoded frame.
-    Annotation {
-        xywh: [f64; 4],
-        image_size: Option<(f64, f64)>,
-    },
+    Annotation([f64; 4]),
     /// A detection result, converted as read (float32, no clipping).
     Detection(BBox),
 }
 
+/// A frame of one of the files' sequences: the sequence's index among
+/// [`GivenBoxes::sequences`] and the frame's number. Ordered by sequence, then number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FrameRef {
+    sequence: u32,
+    number: u64,
+}
+
 /// One person box read from a file, kept as given until the frame's size is known.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GivenBox {
+struct GivenBox {
+    frame: FrameRef,
     corners: Corners,
     /// The box's score: a detection's `score`, an annotation's `score` or 1.
-    pub score: f32,
+    score: f32,
     /// The track id of a ground-truth annotation.
-    pub track_id: Option<i64>,
+    track_id: Option<i64>,
 }
 
 impl GivenBox {
-    /// The box's corners on a `frame_width` x `frame_height` frame; `None` for a ground-truth
-    /// box left empty by the clipping, which MMPose drops (`_is_valid_instance`).
-    pub fn bbox(&self, frame_width: u32, frame_height: u32) -> Option<BBox> {
+    /// The box's corners on an image of `size` (width, height); `None` for a ground-truth box
+    /// left empty by the clipping, which MMPose drops (`_is_valid_instance`).
+    fn bbox(&self, (width, height): (f64, f64)) -> Option<BBox> {
         match &self.corners {
             Corners::Detection(b) => Some(*b),
-            Corners::Annotation { xywh, image_size } => {
-                let (w, h) = image_size.unwrap_or((frame_width as f64, frame_height as f64));
-                let b = BBox::from_annotation_xywh(*xywh, w, h);
+            Corners::Annotation(xywh) => {
+                let b = BBox::from_annotation_xywh(*xywh, width, height);
                 (b.width() > 0.0 && b.height() > 0.0).then_some(b)
             }
         }
     }
+}
+
+/// A frame listed in an annotation file's `images`.
+#[derive(Debug)]
+struct ListedFrame {
+    frame: FrameRef,
+    /// The image entry's JSON text in [`GivenBoxes::texts`], parsed again only when the frame
+    /// is reached (most of its fields only matter to the output).
+    text: Range<usize>,
+    /// `width` and `height` from the entry, which ground-truth boxes are clipped to.
+    image_size: Option<(f64, f64)>,
 }
 
 /// Why MMPose's top-down datasets leave a ground-truth annotation out of the test set
@@ -145,13 +163,32 @@ fn json_truthy(v: &serde_json::Value) -> bool {
 
 /// Boxes indexed by frame, plus the annotation file's image entries so that outputs can keep
 /// the dataset's ids and names.
+///
+/// Packed into a few flat arrays sorted by frame: a boxes file covers the whole input, so what
+/// it costs per frame is what a long run's memory grows by (about 0.2 KB per frame and box,
+/// where every entry kept parsed cost 2.5 KB).
 #[derive(Debug, Default)]
 pub struct GivenBoxes {
     source: PathBuf,
     /// Files of a boxes folder that could not be used, with why.
     unreadable: Vec<String>,
-    boxes: HashMap<FrameKey, Vec<GivenBox>>,
-    images: HashMap<FrameKey, format::Image>,
+    sequences: Vec<String>,
+    /// Every listed frame, sorted, each once.
+    listed: Vec<ListedFrame>,
+    /// The listed frames' image entries, back to back.
+    texts: String,
+    /// Every box, sorted by frame (a frame's boxes in the order the files give them).
+    boxes: Vec<GivenBox>,
+}
+
+/// The two lists of an annotation file, each entry left as text until it is read on its own:
+/// a file covering a long input is never held parsed as a whole.
+#[derive(Deserialize)]
+struct EntryLists<'a> {
+    #[serde(borrow)]
+    images: Vec<&'a RawValue>,
+    #[serde(default, borrow)]
+    annotations: Vec<&'a RawValue>,
 }
 
 /// One entry of a COCO detection-results list.
@@ -187,15 +224,35 @@ fn one_u64() -> u64 {
     1
 }
 
-fn read_json(path: &Path) -> Result<serde_json::Value, BoxesError> {
-    let bytes = std::fs::read(path).map_err(|source| BoxesError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_slice(format::strip_bom(&bytes)).map_err(|source| BoxesError::NotJson {
+fn read_bytes(path: &Path) -> Result<Vec<u8>, BoxesError> {
+    std::fs::read(path).map_err(|source| BoxesError::Io {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Broken JSON is "not JSON"; JSON of the wrong shape is the PoseTrack reader's complaint.
+fn parse_error(path: &Path, source: serde_json::Error) -> BoxesError {
+    if source.is_syntax() || source.is_eof() {
+        BoxesError::NotJson {
+            path: path.to_path_buf(),
+            source,
+        }
+    } else {
+        format::PoseTrackError::Parse {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    }
+}
+
+fn invalid_entry(path: &Path, message: String) -> BoxesError {
+    format::PoseTrackError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    }
+    .into()
 }
 
 fn check_box(path: &Path, what: &str, b: &[f64; 4]) -> Result<(), BoxesError> {
@@ -256,50 +313,143 @@ impl GivenBoxes {
             if given.unreadable.len() == count {
                 return Err(first_error.expect("every file failed"));
             }
+            given.sort();
             return Ok(given);
         }
-        match read_json(path)? {
-            serde_json::Value::Array(list) => {
+        let bytes = read_bytes(path)?;
+        let text = format::strip_bom(&bytes);
+        match text.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => {
                 let images_file = images_file.ok_or_else(|| BoxesError::Invalid {
                     path: path.to_path_buf(),
                     message: "a detection-results list needs the annotation file that maps its image ids to frames: set detector.boxes_images".into(),
                 })?;
-                given.add_detections(path, list, images_file, score_threshold)?;
+                given.add_detections(path, text, images_file, score_threshold)?;
             }
-            serde_json::Value::Object(_) => given.add_annotation_file(path, score_threshold)?,
+            Some(b'{') => given.add_annotations(path, text, score_threshold)?,
             _ => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(text)
+                    .map_err(|e| parse_error(path, e))?;
                 return Err(BoxesError::Invalid {
                     path: path.to_path_buf(),
                     message: "expected an annotation file (an object with `images` and `annotations`) or a detection-results list".into(),
-                })
+                });
             }
         }
+        given.sort();
         Ok(given)
     }
 
+    /// Adds one file of a folder: all of it, or nothing when any of it is wrong.
     fn add_annotation_file(&mut self, path: &Path, score_threshold: f32) -> Result<(), BoxesError> {
-        let file = PoseTrackFile::read(path)?;
-        let mut keys = HashMap::new();
-        for image in &file.images {
-            let key = frame_key(&image.file_name).ok_or_else(|| BoxesError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "image {}: file_name `{}` is not of the form <sequence>/<number>.<ext>",
-                    image.id, image.file_name
-                ),
-            })?;
-            keys.insert(image.id, key.clone());
-            self.boxes.entry(key.clone()).or_default();
-            self.images.insert(key, image.clone());
+        let bytes = read_bytes(path)?;
+        let kept = (
+            self.listed.len(),
+            self.texts.len(),
+            self.boxes.len(),
+            self.sequences.len(),
+        );
+        let added = self.add_annotations(path, format::strip_bom(&bytes), score_threshold);
+        if added.is_err() {
+            self.listed.truncate(kept.0);
+            self.texts.truncate(kept.1);
+            self.boxes.truncate(kept.2);
+            self.sequences.truncate(kept.3);
         }
+        added
+    }
+
+    fn sequence_index(&mut self, name: String) -> u32 {
+        // A file holds one sequence, a folder one per file: a scan is enough.
+        match self.sequences.iter().position(|s| *s == name) {
+            Some(i) => i as u32,
+            None => {
+                self.sequences.push(name);
+                (self.sequences.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Stores the image entries of an annotation file's text, checked one at a time (as
+    /// [`format::PoseTrackFile::read`] checks them), and returns where their ids point.
+    /// `strict`: an image whose `file_name` names no frame is an error rather than skipped.
+    fn add_images(
+        &mut self,
+        path: &Path,
+        images: &[&RawValue],
+        strict: bool,
+    ) -> Result<HashMap<u64, FrameRef>, BoxesError> {
+        let mut frames = HashMap::with_capacity(images.len());
+        self.listed.reserve_exact(images.len());
+        self.texts
+            .reserve_exact(images.iter().map(|raw| raw.get().len()).sum());
+        for (n, raw) in images.iter().enumerate() {
+            let image: format::Image = serde_json::from_str(raw.get())
+                .map_err(|e| invalid_entry(path, format!("images[{n}]: {e}")))?;
+            let Some((sequence, number)) = frame_key(&image.file_name) else {
+                if !strict {
+                    continue;
+                }
+                return Err(BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "image {}: file_name `{}` is not of the form <sequence>/<number>.<ext>",
+                        image.id, image.file_name
+                    ),
+                });
+            };
+            let frame = FrameRef {
+                sequence: self.sequence_index(sequence),
+                number,
+            };
+            if frames.insert(image.id, frame).is_some() {
+                return Err(invalid_entry(
+                    path,
+                    format!("duplicate image id in `images` ({})", image.id),
+                ));
+            }
+            let size = |k: &str| image.extra.get(k).and_then(|v| v.as_f64());
+            let start = self.texts.len();
+            self.texts.push_str(raw.get());
+            self.listed.push(ListedFrame {
+                frame,
+                text: start..self.texts.len(),
+                image_size: size("width").zip(size("height")),
+            });
+        }
+        Ok(frames)
+    }
+
+    fn add_annotations(
+        &mut self,
+        path: &Path,
+        text: &[u8],
+        score_threshold: f32,
+    ) -> Result<(), BoxesError> {
+        let lists: EntryLists = serde_json::from_slice(text).map_err(|e| parse_error(path, e))?;
+        let frames = self.add_images(path, &lists.images, true)?;
+        self.boxes.reserve(lists.annotations.len());
         let mut skipped: Vec<(&str, usize)> = Vec::new();
-        for (n, ann) in file.annotations.iter().enumerate() {
+        for (n, raw) in lists.annotations.iter().enumerate() {
+            let ann: format::Annotation = serde_json::from_str(raw.get())
+                .map_err(|e| invalid_entry(path, format!("annotations[{n}]: {e}")))?;
+            let Some(&frame) = frames.get(&ann.image_id) else {
+                return Err(invalid_entry(
+                    path,
+                    format!(
+                        "annotations[{n}] refers to image_id {} which is not in `images`",
+                        ann.image_id
+                    ),
+                ));
+            };
+            ann.check(n)
+                .map_err(|message| invalid_entry(path, message))?;
             if ann.category_id.is_some_and(|c| c != 1) {
                 continue;
             }
             let Some(b) = &ann.bbox else { continue };
             check_box(path, &format!("annotations[{n}]"), b)?;
-            if let Some(reason) = skipped_by_mmpose(ann) {
+            if let Some(reason) = skipped_by_mmpose(&ann) {
                 match skipped.iter_mut().find(|(r, _)| *r == reason) {
                     Some((_, count)) => *count += 1,
                     None => skipped.push((reason, 1)),
@@ -310,22 +460,12 @@ impl GivenBoxes {
             if score < score_threshold {
                 continue;
             }
-            // image ids were checked against `images` by the reader.
-            let key = &keys[&ann.image_id];
-            let image = &self.images[key];
-            let size = |k: &str| image.extra.get(k).and_then(|v| v.as_f64());
-            let image_size = size("width").zip(size("height"));
-            self.boxes
-                .get_mut(key)
-                .expect("added above")
-                .push(GivenBox {
-                    corners: Corners::Annotation {
-                        xywh: *b,
-                        image_size,
-                    },
-                    score,
-                    track_id: ann.track_id,
-                });
+            self.boxes.push(GivenBox {
+                frame,
+                corners: Corners::Annotation(*b),
+                score,
+                track_id: ann.track_id,
+            });
         }
         if !skipped.is_empty() {
             let reasons: Vec<String> = skipped
@@ -345,22 +485,22 @@ impl GivenBoxes {
     fn add_detections(
         &mut self,
         path: &Path,
-        list: Vec<serde_json::Value>,
+        text: &[u8],
         images_file: &Path,
         score_threshold: f32,
     ) -> Result<(), BoxesError> {
-        let images = PoseTrackFile::read(images_file)?;
-        let mut keys = HashMap::new();
-        for image in images.images {
-            if let Some(key) = frame_key(&image.file_name) {
-                keys.insert(image.id, key.clone());
-                self.boxes.entry(key.clone()).or_default();
-                self.images.insert(key, image);
-            }
-        }
-        for (n, value) in list.into_iter().enumerate() {
+        let list: Vec<&RawValue> =
+            serde_json::from_slice(text).map_err(|e| parse_error(path, e))?;
+        let frames = {
+            let bytes = read_bytes(images_file)?;
+            let lists: EntryLists = serde_json::from_slice(format::strip_bom(&bytes))
+                .map_err(|e| parse_error(images_file, e))?;
+            self.add_images(images_file, &lists.images, false)?
+        };
+        self.boxes.reserve(list.len());
+        for (n, raw) in list.iter().enumerate() {
             let det: Detection =
-                serde_json::from_value(value).map_err(|e| BoxesError::Invalid {
+                serde_json::from_str(raw.get()).map_err(|e| BoxesError::Invalid {
                     path: path.to_path_buf(),
                     message: format!("entry {n}: {e} (expected {{image_id, bbox: [x, y, w, h], score, category_id}})"),
                 })?;
@@ -373,28 +513,41 @@ impl GivenBoxes {
                     message: format!("entry {n}: score is not a finite number"),
                 });
             }
-            let key = keys.get(&det.image_id).ok_or_else(|| BoxesError::Invalid {
-                path: path.to_path_buf(),
-                message: format!(
-                    "entry {n}: image_id {} is not an image of {}",
-                    det.image_id,
-                    images_file.display()
-                ),
-            })?;
+            let frame = *frames
+                .get(&det.image_id)
+                .ok_or_else(|| BoxesError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "entry {n}: image_id {} is not an image of {}",
+                        det.image_id,
+                        images_file.display()
+                    ),
+                })?;
             // MMPose compares the float32 score with the threshold (`filter_data`).
             if det.category_id != 1 || (det.score as f32) < score_threshold {
                 continue;
             }
-            self.boxes
-                .get_mut(key)
-                .expect("added above")
-                .push(GivenBox {
-                    corners: Corners::Detection(bbox),
-                    score: det.score as f32,
-                    track_id: None,
-                });
+            self.boxes.push(GivenBox {
+                frame,
+                corners: Corners::Detection(bbox),
+                score: det.score as f32,
+                track_id: None,
+            });
         }
         Ok(())
+    }
+
+    /// Orders frames and boxes for lookup once every file is in. A frame listed by two files
+    /// of a folder keeps the later file's entry; its boxes come from both.
+    fn sort(&mut self) {
+        // Stable sorts: equal frames stay in file order.
+        self.boxes.sort_by_key(|b| b.frame);
+        self.listed.sort_by_key(|f| f.frame);
+        self.listed.reverse();
+        self.listed.dedup_by_key(|f| f.frame);
+        self.listed.reverse();
+        self.boxes.shrink_to_fit();
+        self.listed.shrink_to_fit();
     }
 
     /// The file or folder the boxes were loaded from.
@@ -409,7 +562,7 @@ impl GivenBoxes {
 
     /// Whether the file knows any frame of the sequence or video `name`.
     pub fn has_sequence(&self, name: &str) -> bool {
-        self.boxes.keys().any(|(s, _)| s == name)
+        self.sequences.iter().any(|s| s == name)
     }
 
     /// Persons for one frame of `frame_width` x `frame_height` pixels (empty when the file
@@ -421,46 +574,58 @@ impl GivenBoxes {
         frame_width: u32,
         frame_height: u32,
     ) -> Vec<(Person, Option<i64>)> {
-        self.boxes
-            .get(&(seq.to_string(), number))
-            .map(|list| {
-                list.iter()
-                    .filter_map(|b| {
-                        let bbox = b.bbox(frame_width, frame_height)?;
-                        Some((Person::from_box(bbox, b.score), b.track_id))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Some(frame) = self.frame_ref(seq, number) else {
+            return Vec::new();
+        };
+        let size = self
+            .listed_frame(frame)
+            .and_then(|f| f.image_size)
+            .unwrap_or((frame_width as f64, frame_height as f64));
+        let first = self.boxes.partition_point(|b| b.frame < frame);
+        self.boxes[first..]
+            .iter()
+            .take_while(|b| b.frame == frame)
+            .filter_map(|b| Some((Person::from_box(b.bbox(size)?, b.score), b.track_id)))
+            .collect()
     }
 
     /// The annotation file's image entry for a frame, if it has one.
-    pub fn image(&self, seq: &str, number: u64) -> Option<&format::Image> {
-        self.images.get(&(seq.to_string(), number))
+    pub fn image(&self, seq: &str, number: u64) -> Option<format::Image> {
+        let listed = self.listed_frame(self.frame_ref(seq, number)?)?;
+        // Read once already when the file was loaded, so this cannot fail.
+        serde_json::from_str(&self.texts[listed.text.clone()]).ok()
     }
 
     /// Frame numbers of `seq` listed in the annotation file's `images`, sorted.
     pub fn listed_frames(&self, seq: &str) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .images
-            .keys()
-            .filter(|(s, _)| s == seq)
-            .map(|(_, n)| *n)
-            .collect();
-        v.sort_unstable();
-        v
+        self.numbers_of(seq, self.listed.iter().map(|f| f.frame))
     }
 
     /// Frame numbers of `seq` that carry boxes, sorted.
     pub fn frames_with_boxes(&self, seq: &str) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .boxes
-            .iter()
-            .filter(|((s, _), b)| s == seq && !b.is_empty())
-            .map(|((_, n), _)| *n)
-            .collect();
-        v.sort_unstable();
-        v
+        let mut numbers = self.numbers_of(seq, self.boxes.iter().map(|b| b.frame));
+        numbers.dedup();
+        numbers
+    }
+
+    fn frame_ref(&self, seq: &str, number: u64) -> Option<FrameRef> {
+        let sequence = self.sequences.iter().position(|s| s == seq)? as u32;
+        Some(FrameRef { sequence, number })
+    }
+
+    fn listed_frame(&self, frame: FrameRef) -> Option<&ListedFrame> {
+        let i = self.listed.binary_search_by_key(&frame, |f| f.frame).ok()?;
+        Some(&self.listed[i])
+    }
+
+    fn numbers_of(&self, seq: &str, frames: impl Iterator<Item = FrameRef>) -> Vec<u64> {
+        let Some(sequence) = self.frame_ref(seq, 0).map(|f| f.sequence) else {
+            return Vec::new();
+        };
+        frames
+            .filter(|f| f.sequence == sequence)
+            .map(|f| f.number)
+            .collect()
     }
 }
 
@@ -580,6 +745,70 @@ mod tests {
         let boxes = GivenBoxes::load(&dets, Some(&bom), 0.4).unwrap();
         let people = boxes.persons("seq", 0, 100, 100);
         assert_eq!(people[0].0.bbox, BBox::new(1.0, 2.0, 4.0, 6.0));
+    }
+
+    #[test]
+    fn frames_and_boxes_are_found_whatever_the_files_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = |id: u64, n: u64| serde_json::json!({"id": id, "file_name": format!("seq/{n:06}.jpg"), "vid_id": "7", "ignore_regions_x": [[1.0, 2.0]]});
+        let ann = |id: u64, x: f64, track: i64| serde_json::json!({"image_id": id, "bbox": [x, 0.0, 10.0, 10.0], "track_id": track});
+        // Images and annotations out of frame order; frame 5 has two boxes, frame 3 none.
+        let doc = serde_json::json!({
+            "images": [image(30, 5), image(10, 3), image(20, 1)],
+            "annotations": [ann(30, 7.0, 2), ann(20, 1.0, 0), ann(30, 3.0, 1)],
+        });
+        let file = write(&dir, "seq.json", &doc.to_string());
+        let boxes = GivenBoxes::load(&file, None, 0.0).unwrap();
+        assert_eq!(boxes.listed_frames("seq"), vec![1, 3, 5]);
+        assert_eq!(boxes.frames_with_boxes("seq"), vec![1, 5]);
+        let tracks = |n| -> Vec<Option<i64>> {
+            boxes
+                .persons("seq", n, 100, 100)
+                .iter()
+                .map(|p| p.1)
+                .collect()
+        };
+        assert_eq!(
+            tracks(5),
+            vec![Some(2), Some(1)],
+            "the file's order within a frame"
+        );
+        assert_eq!(tracks(1), vec![Some(0)]);
+        assert!(tracks(3).is_empty() && tracks(4).is_empty());
+        assert!(boxes.persons("other", 1, 100, 100).is_empty());
+        // The image entry comes back whole, fields vidpose does not read included.
+        let entry = boxes.image("seq", 5).unwrap();
+        assert_eq!(serde_json::to_value(&entry).unwrap(), image(30, 5));
+        assert!(boxes.image("seq", 4).is_none());
+    }
+
+    #[test]
+    fn a_broken_file_of_a_folder_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("anns");
+        std::fs::create_dir(&folder).unwrap();
+        let doc = |seq: &str, image_id: u64| {
+            serde_json::json!({
+                "images": [{"id": 1, "file_name": format!("{seq}/000000.jpg")}, {"id": 2, "file_name": format!("{seq}/000001.jpg")}],
+                "annotations": [{"image_id": 1, "bbox": [0, 0, 5, 5]}, {"image_id": image_id, "bbox": [0, 0, 5, 5]}],
+            })
+            .to_string()
+        };
+        std::fs::write(folder.join("a.json"), doc("a", 2)).unwrap();
+        // Its second annotation points at no image: found only after its first box was read.
+        std::fs::write(folder.join("b.json"), doc("b", 9)).unwrap();
+        std::fs::write(folder.join("c.json"), doc("c", 1)).unwrap();
+        let boxes = GivenBoxes::load(&folder, None, 0.0).unwrap();
+        assert!(!boxes.has_sequence("b"));
+        assert!(boxes.listed_frames("b").is_empty() && boxes.persons("b", 0, 9, 9).is_empty());
+        assert_eq!(boxes.unreadable().len(), 1);
+        assert!(
+            boxes.unreadable()[0].contains("b.json")
+                && boxes.unreadable()[0].contains("image_id 9")
+        );
+        assert_eq!(boxes.frames_with_boxes("a"), vec![0, 1]);
+        assert_eq!(boxes.persons("c", 0, 9, 9).len(), 2);
+        assert_eq!(boxes.listed_frames("c"), vec![0, 1]);
     }
 
     #[test]

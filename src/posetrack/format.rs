@@ -119,6 +119,29 @@ pub struct Annotation {
     pub extra: Map<String, Value>,
 }
 
+impl Annotation {
+    /// The rules an annotation keeps on its own (a box without non-finite values or negative
+    /// size, 51 keypoint numbers); the error says which one `annotations[n]` breaks.
+    pub fn check(&self, n: usize) -> Result<(), String> {
+        if let Some(b) = self.bbox {
+            if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
+                return Err(format!(
+                    "annotations[{n}].bbox {b:?} has a non-finite value or a negative size"
+                ));
+            }
+        }
+        if let Some(k) = &self.keypoints {
+            if k.len() != 51 {
+                return Err(format!(
+                    "annotations[{n}].keypoints has {} numbers, expected 51 (17 x (x, y, v))",
+                    k.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A box as `[x, y, w, h]`, with an error that says so when the list has another length.
 fn four_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<[f64; 4]>, D::Error> {
     let Some(values) = Option::<Vec<f64>>::deserialize(d)? else {
@@ -216,21 +239,7 @@ impl PoseTrackFile {
                     a.image_id
                 )));
             }
-            if let Some(b) = a.bbox {
-                if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
-                    return Err(invalid(format!(
-                        "annotations[{n}].bbox {b:?} has a non-finite value or a negative size"
-                    )));
-                }
-            }
-            if let Some(k) = &a.keypoints {
-                if k.len() != 51 {
-                    return Err(invalid(format!(
-                        "annotations[{n}].keypoints has {} numbers, expected 51 (17 x (x, y, v))",
-                        k.len()
-                    )));
-                }
-            }
+            a.check(n).map_err(invalid)?;
         }
         Ok(())
     }

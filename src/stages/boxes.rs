@@ -59,7 +59,7 @@ impl Stage for GivenBoxesStage {
                             p
                         })
                         .collect();
-                    frame.reference_image = boxes.image(name, number).cloned();
+                    frame.reference_image = boxes.image(name, number);
                 }
                 self.seen.insert(frame.decoded.number);
                 out.push(Msg::Frame(frame));
