@@ -442,8 +442,9 @@ impl GivenBoxes {
                     ),
                 ));
             };
-            ann.check(n)
-                .map_err(|message| invalid_entry(path, message))?;
+            if let Some(rule) = ann.broken_rule(n) {
+                return Err(invalid_entry(path, rule));
+            }
             if ann.category_id.is_some_and(|c| c != 1) {
                 continue;
             }

@@ -120,25 +120,25 @@ pub struct Annotation {
 }
 
 impl Annotation {
-    /// The rules an annotation keeps on its own (a box without non-finite values or negative
-    /// size, 51 keypoint numbers); the error says which one `annotations[n]` breaks.
-    pub fn check(&self, n: usize) -> Result<(), String> {
+    /// Which of the rules an annotation keeps on its own (a box without non-finite values or
+    /// negative size, 51 keypoint numbers) `annotations[n]` breaks, in words; `None` if none.
+    pub fn broken_rule(&self, n: usize) -> Option<String> {
         if let Some(b) = self.bbox {
             if b.iter().any(|v| !v.is_finite()) || b[2] < 0.0 || b[3] < 0.0 {
-                return Err(format!(
+                return Some(format!(
                     "annotations[{n}].bbox {b:?} has a non-finite value or a negative size"
                 ));
             }
         }
         if let Some(k) = &self.keypoints {
             if k.len() != 51 {
-                return Err(format!(
+                return Some(format!(
                     "annotations[{n}].keypoints has {} numbers, expected 51 (17 x (x, y, v))",
                     k.len()
                 ));
             }
         }
-        Ok(())
+        None
     }
 }
 
@@ -239,7 +239,9 @@ impl PoseTrackFile {
                     a.image_id
                 )));
             }
-            a.check(n).map_err(invalid)?;
+            if let Some(rule) = a.broken_rule(n) {
+                return Err(invalid(rule));
+            }
         }
         Ok(())
     }

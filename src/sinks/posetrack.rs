@@ -1,4 +1,5 @@
-//! The PoseTrack 2018 JSON of each video, written atomically when the video ends well.
+//! The PoseTrack 2018 JSON of each video: frames spooled to disk as they come, the file
+//! written atomically when the video ends well.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,8 +22,10 @@ impl PoseTrackSink {
 }
 
 impl FrameSink for PoseTrackSink {
-    fn start(&mut self, _video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
-        self.open = Some(Submission::default());
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
+        let open = Submission::create(&video.output_json)
+            .map_err(|e| VideoFailure::Output(e.to_string()))?;
+        self.open = Some(open);
         Ok(())
     }
 
@@ -46,20 +49,20 @@ impl FrameSink for PoseTrackSink {
             image,
             annotations(&frame.persons),
             frame.reference_image.is_some(),
-        );
-        Ok(())
+        )
+        .map_err(|e| VideoFailure::Output(e.to_string()))
     }
 
-    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
+    fn end(&mut self, _video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
         let Some(open) = self.open.take() else {
             return Ok(Vec::new());
         };
         if !ok {
             return Ok(Vec::new());
         }
-        open.finish()
-            .write_atomic(&video.output_json)
+        let written = open
+            .finish()
             .map_err(|e| VideoFailure::Output(e.to_string()))?;
-        Ok(vec![video.output_json.clone()])
+        Ok(vec![written])
     }
 }
