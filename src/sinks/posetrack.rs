@@ -1,5 +1,6 @@
 //! The PoseTrack 2018 JSON of each video, written atomically when the video ends well.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use crate::posetrack::submission::{annotations, image_entry, FramePlace, Submiss
 /// Writes `<output>/<video>.json` per finished video.
 #[derive(Default)]
 pub struct PoseTrackSink {
-    open: Option<Submission>,
+    /// The submissions of the videos in flight, by id.
+    open: HashMap<usize, Submission>,
 }
 
 impl PoseTrackSink {
@@ -21,15 +23,15 @@ impl PoseTrackSink {
 }
 
 impl FrameSink for PoseTrackSink {
-    fn start(&mut self, _video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
-        self.open = Some(Submission::default());
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
+        self.open.insert(video.id, Submission::default());
         Ok(())
     }
 
     fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
         let open = self
             .open
-            .as_mut()
+            .get_mut(&frame.video.id)
             .ok_or_else(|| VideoFailure::Output("a frame came before its video started".into()))?;
         let image = match &frame.reference_image {
             Some(reference) => reference.clone(),
@@ -51,7 +53,7 @@ impl FrameSink for PoseTrackSink {
     }
 
     fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
-        let Some(open) = self.open.take() else {
+        let Some(open) = self.open.remove(&video.id) else {
             return Ok(Vec::new());
         };
         if !ok {

@@ -1,7 +1,9 @@
-//! The source: decodes the planned videos one after the other and sends their frames.
+//! The source: decodes the planned videos, several at once when asked, and sends their
+//! frames into one channel.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::Sender;
@@ -34,6 +36,9 @@ pub struct SourceSettings {
     pub stream: StreamOptions,
     /// Each video is read for at most this long (wall clock), then ends as complete.
     pub duration: Option<Duration>,
+    /// Videos decoded at once, in order; `None`: every live input at once, and the files one
+    /// after another beside them.
+    pub concurrent: Option<usize>,
 }
 
 /// Opens a job's decoder: live sources with the stream options, the rest as files.
@@ -54,8 +59,37 @@ fn open(
     }
 }
 
-/// Decodes the videos one after the other. Each frame holds a permit, so no more than the
-/// configured number of frames exist at once.
+/// How the inputs are spread over decoding threads: each lane is a queue of videos that
+/// `threads` threads take from in order, one video per thread at a time.
+struct Lane {
+    queue: Mutex<VecDeque<PlannedVideo>>,
+    threads: usize,
+}
+
+/// The lanes for `concurrent` inputs at once (`None`: every live input on a thread of its
+/// own, the files one after another on one more).
+fn lanes(videos: Vec<PlannedVideo>, concurrent: Option<usize>) -> Vec<Lane> {
+    let lane = |videos: Vec<PlannedVideo>, threads: usize| Lane {
+        threads: threads.min(videos.len()),
+        queue: Mutex::new(videos.into()),
+    };
+    let lanes = match concurrent {
+        Some(n) => vec![lane(videos, n.max(1))],
+        None => {
+            let (live, files): (Vec<_>, Vec<_>) =
+                videos.into_iter().partition(|v| v.meta.live.is_some());
+            let mut lanes: Vec<Lane> = live.into_iter().map(|v| lane(vec![v], 1)).collect();
+            lanes.push(lane(files, 1));
+            lanes
+        }
+    };
+    lanes.into_iter().filter(|l| l.threads > 0).collect()
+}
+
+/// Decodes the videos, `settings.concurrent` of them at once, each on a thread of its own:
+/// their frames go into `tx` interleaved, each video's in order between its `Start` and its
+/// `End`. Each frame holds a permit, so no more than the configured number of frames exist
+/// at once, and each open input holds at most its share of them.
 pub fn run_source(
     videos: Vec<PlannedVideo>,
     settings: SourceSettings,
@@ -63,43 +97,92 @@ pub fn run_source(
     cancel: Arc<AtomicBool>,
     tx: Sender<Msg>,
 ) -> StageMetrics {
+    let lanes = lanes(videos, settings.concurrent);
+    let decoders = Decoders {
+        settings: &settings,
+        permits: &permits,
+        cancel: &cancel,
+        tx: &tx,
+    };
+    let per_thread: Vec<StageMetrics> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lanes
+            .iter()
+            .flat_map(|lane| (0..lane.threads).map(move |_| lane))
+            .map(|lane| scope.spawn(|| decoders.run_lane(lane)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut metrics = StageMetrics::new("decode");
-    let started = Instant::now();
-    let send = |msg: Msg, metrics: &mut StageMetrics| -> bool {
+    for m in per_thread {
+        metrics.merge(m);
+    }
+    metrics
+}
+
+/// What every decoding thread shares.
+#[derive(Clone, Copy)]
+struct Decoders<'a> {
+    settings: &'a SourceSettings,
+    permits: &'a FramePermits,
+    cancel: &'a Arc<AtomicBool>,
+    tx: &'a Sender<Msg>,
+}
+
+impl Decoders<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn send(&self, msg: Msg, metrics: &mut StageMetrics) -> bool {
         let t = Instant::now();
-        let ok = tx.send(msg).is_ok();
+        let ok = self.tx.send(msg).is_ok();
         metrics.blocked_output += t.elapsed();
         ok
-    };
-    let cancelled = || cancel.load(Ordering::SeqCst);
-    for planned in videos {
-        if cancelled() {
-            break;
+    }
+
+    /// Takes the lane's videos one after another until it is empty, the run is cancelled or
+    /// the chain is gone; returns this thread's metrics.
+    fn run_lane(&self, lane: &Lane) -> StageMetrics {
+        let mut metrics = StageMetrics::new("decode");
+        let started = Instant::now();
+        while !self.cancelled() {
+            let next = lane.queue.lock().map(|mut q| q.pop_front());
+            let Ok(Some(planned)) = next else { break };
+            if !self.run_video(planned, &mut metrics) {
+                break;
+            }
         }
+        finish(metrics, started)
+    }
+
+    /// Decodes one video from its `Start` to its `End`; false when the chain is gone.
+    fn run_video(&self, planned: PlannedVideo, metrics: &mut StageMetrics) -> bool {
+        let settings = self.settings;
         let mut meta = planned.meta;
         let decoder = match planned.problem {
             Some(p) => Err(VideoFailure::Plan(p)),
-            None => {
-                open(&meta.job, &settings, &cancel).map_err(|e| VideoFailure::Decode(Arc::new(e)))
-            }
+            None => open(&meta.job, settings, self.cancel)
+                .map_err(|e| VideoFailure::Decode(Arc::new(e))),
         };
         let mut decoder = match decoder {
             Ok(d) => d,
             Err(problem) => {
                 let meta = Arc::new(meta);
-                if !send(Msg::Start(meta.clone()), &mut metrics)
-                    || !send(Msg::End(meta, Err(problem)), &mut metrics)
-                {
-                    break;
-                }
-                continue;
+                return self.send(Msg::Start(meta.clone()), metrics)
+                    && self.send(Msg::End(meta, Err(problem)), metrics);
             }
         };
         meta.info = decoder.info().clone();
         let meta = Arc::new(meta);
-        if !send(Msg::Start(meta.clone()), &mut metrics) {
-            break;
+        if !self.send(Msg::Start(meta.clone()), metrics) {
+            return false;
         }
+        // This video's share of the frame permits, given back at its end.
+        let permits = self.permits.open_input();
+        let cancelled = || self.cancelled();
         let mut index = 0u64;
         let started_video = Instant::now();
         let live = meta.live.clone();
@@ -176,10 +259,12 @@ pub fn run_source(
                 _permit: Some(permit),
             };
             index += 1;
-            if !send(Msg::Frame(Box::new(frame)), &mut metrics) {
-                return finish(metrics, started);
+            if !self.send(Msg::Frame(Box::new(frame)), metrics) {
+                return false;
             }
         };
+        // Its frames still in flight keep their permits; the share goes to the others now.
+        drop(permits);
         if let Some(stats) = &live {
             stats
                 .reconnects
@@ -193,11 +278,8 @@ pub fn run_source(
                 );
             }
         }
-        if !send(Msg::End(meta, outcome), &mut metrics) {
-            break;
-        }
+        self.send(Msg::End(meta, outcome), metrics)
     }
-    finish(metrics, started)
 }
 
 fn finish(mut metrics: StageMetrics, started: Instant) -> StageMetrics {
