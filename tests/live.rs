@@ -465,6 +465,260 @@ fn bad_live_inputs_fail_fast_with_the_url_and_the_reason() {
     drop(held);
 }
 
+/// A boxes file per video in a folder: `video` gets one person at `bbox` ([x, y, w, h]) in
+/// frames 0..3000.
+fn boxes_folder(dir: &Path, videos: &[(&str, [f64; 4])]) -> PathBuf {
+    let folder = dir.join("boxes");
+    std::fs::create_dir_all(&folder).unwrap();
+    for (video, bbox) in videos {
+        let images: Vec<_> = (0..3000)
+            .map(|i| serde_json::json!({"id": i + 1, "file_name": format!("{video}/{i:06}.jpg")}))
+            .collect();
+        let anns: Vec<_> = (0..3000)
+            .map(|i| serde_json::json!({"image_id": i + 1, "bbox": bbox, "category_id": 1}))
+            .collect();
+        let doc = serde_json::json!({"images": images, "annotations": anns, "categories": []});
+        let path = folder.join(format!("{video}.json"));
+        std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+    }
+    folder
+}
+
+fn config_many(dir: &Path, boxes: &Path, extra: &[&str]) -> Config {
+    let mut overrides = vec![
+        format!("output.dir='{}'", dir.join("out").display()),
+        format!("detector.boxes='{}'", boxes.display()),
+        "detector.kind=boxes".to_string(),
+        "pipeline.progress=false".to_string(),
+        "input.timeout_s=3".to_string(),
+        "input.reconnect.attempts=0".to_string(),
+    ];
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    Config::load(None, &overrides).unwrap()
+}
+
+/// [`FakePose`] that also records the boxes of each call.
+struct LoggedPose {
+    inner: FakePose,
+    calls: Arc<Mutex<Vec<Vec<BBox>>>>,
+}
+
+impl vidpose::stages::pose::PoseModel for LoggedPose {
+    fn estimate(
+        &mut self,
+        items: &[(&RgbImage, BBox)],
+    ) -> Result<Vec<[Keypoint; 17]>, Box<dyn std::error::Error + Send + Sync>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(items.iter().map(|(_, b)| *b).collect());
+        self.inner.estimate(items)
+    }
+}
+
+/// Runs `inputs` at once with the fake pose model (`delay` per call), JSON Lines into `jsonl`;
+/// returns the report and the boxes of each pose call.
+fn run_inputs(
+    cfg: &Config,
+    inputs: &[PathBuf],
+    delay: Duration,
+    jsonl: &Path,
+) -> (RunReport, Vec<Vec<BBox>>) {
+    let jobs = discover::discover(inputs).unwrap();
+    let sinks = Sinks::new()
+        .with(Box::new(JsonlSink::create(jsonl).unwrap()))
+        .with(Box::new(vidpose::sinks::standard(None, false)));
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let model = LoggedPose {
+        inner: FakePose { delay },
+        calls: calls.clone(),
+    };
+    let report = pipeline::run_with_pose(
+        cfg,
+        jobs,
+        Some(Box::new(model)),
+        Box::new(sinks),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    let calls = calls.lock().unwrap().clone();
+    (report, calls)
+}
+
+/// The lines of `video`.
+fn lines_of<'a>(lines: &'a [serde_json::Value], video: &str) -> Vec<&'a serde_json::Value> {
+    lines.iter().filter(|l| l["video"] == video).collect()
+}
+
+#[test]
+fn two_streams_run_at_once_with_their_own_tracks_outputs_and_metrics() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let _s1 = Server::http(p1, 3.0);
+    let _s2 = Server::http(p2, 3.0);
+    let boxes = boxes_folder(
+        dir.path(),
+        &[
+            (&name(p1), [10.0, 8.0, 30.0, 40.0]),
+            (&name(p2), [50.0, 20.0, 30.0, 30.0]),
+        ],
+    );
+    // A batch waits up to 100 ms: long enough to gather frames of both streams.
+    let cfg = config_many(dir.path(), &boxes, &["pose.batch_timeout_ms=100"]);
+    let jsonl = dir.path().join("frames.jsonl");
+    let t = Instant::now();
+    let (report, calls) = run_inputs(
+        &cfg,
+        &[PathBuf::from(url(p1)), PathBuf::from(url(p2))],
+        Duration::ZERO,
+        &jsonl,
+    );
+    // At once: the two 3 s streams take about 3 s, not 6.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let all = lines(&jsonl);
+    // Their lines interleave in time: the file switches from one video to the other often.
+    let switches = all
+        .windows(2)
+        .filter(|w| w[0]["video"] != w[1]["video"])
+        .count();
+    assert!(switches >= 20, "{switches} switches between the videos");
+    for (port, x1) in [(p1, 10.0), (p2, 50.0)] {
+        let video = report.videos.iter().find(|v| v.name == name(port)).unwrap();
+        assert_eq!(video.status, "written");
+        assert!(video.frames >= 40, "{video:?}");
+        // Live mode counts drops per stream (some go in the start-up burst, when FFmpeg hands
+        // over at once what it read while probing, more on a loaded machine).
+        assert!(video.dropped_frames.is_some(), "{video:?}");
+        assert!(video.latency_p50_ms.unwrap() <= video.latency_p95_ms.unwrap());
+        let mine = lines_of(&all, &name(port));
+        assert_eq!(mine.len() as u64, video.frames);
+        let frames: Vec<i64> = mine.iter().map(|l| l["frame"].as_i64().unwrap()).collect();
+        assert!(frames.windows(2).all(|w| w[1] > w[0]), "{frames:?}");
+        // Each has its own tracker: its one person is track 0 in every frame, at its place.
+        for line in &mine {
+            assert_eq!(line["people"][0]["track_id"], 0, "{line}");
+            assert_eq!(line["people"][0]["box"][0], x1, "{line}");
+        }
+        let out = dir.path().join("out").join(format!("{}.json", name(port)));
+        let file = vidpose::posetrack::PoseTrackFile::read(&out).unwrap();
+        assert_eq!(file.images.len() as u64, video.frames);
+    }
+    // The pose model's batches mixed the two streams' crops.
+    let mixed = calls
+        .iter()
+        .filter(|c| c.iter().any(|b| b.x1 < 30.0) && c.iter().any(|b| b.x1 > 30.0))
+        .count();
+    assert!(mixed > 0, "no batch held crops of both streams: {calls:?}");
+}
+
+#[test]
+fn one_stream_gone_for_good_ends_alone_and_the_others_go_on() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (dying, steady, refused) = (free_port(), free_port(), free_port());
+    let first = Server::http(dying, 30.0);
+    let _steady = Server::http(steady, 4.0);
+    let boxes = boxes_folder(
+        dir.path(),
+        &[
+            (&name(dying), [10.0, 8.0, 30.0, 40.0]),
+            (&name(steady), [50.0, 20.0, 30.0, 30.0]),
+            (&name(refused), [10.0, 8.0, 30.0, 40.0]),
+        ],
+    );
+    let cfg = config_many(dir.path(), &boxes, &[]);
+    let jsonl = dir.path().join("frames.jsonl");
+    let inputs: Vec<PathBuf> = [dying, steady, refused]
+        .iter()
+        .map(|&p| PathBuf::from(url(p)))
+        .collect();
+    let report = std::thread::scope(|s| {
+        let run = s.spawn(|| run_inputs(&cfg, &inputs, Duration::ZERO, &jsonl).0);
+        let t = Instant::now();
+        while lines_of(&lines(&jsonl), &name(dying)).len() < 15 {
+            assert!(t.elapsed() < Duration::from_secs(10), "no frames came");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(first); // gone, and no reconnection allowed
+        run.join().unwrap()
+    });
+    let status = |port: u16| {
+        let v = report.videos.iter().find(|v| v.name == name(port)).unwrap();
+        (v.status, v.frames)
+    };
+    // The refused one failed at once, alone; the dead one ended as complete.
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert!(
+        report.failed[0].1.contains("refused"),
+        "{:?}",
+        report.failed
+    );
+    assert_eq!(status(refused), ("failed", 0));
+    assert_eq!(status(dying).0, "written");
+    // The steady one went on after the other was gone, to its own end.
+    let all = lines(&jsonl);
+    let last_dying = all.iter().rposition(|l| l["video"] == name(dying)).unwrap();
+    let after = lines_of(&all[last_dying..], &name(steady)).len();
+    assert!(
+        after >= 25,
+        "{after} frames of the steady stream after the other died"
+    );
+    let (state, frames) = status(steady);
+    assert_eq!(state, "written");
+    assert!(frames >= 70, "{frames} frames of a 4 s stream");
+}
+
+#[test]
+fn a_slow_pipeline_shares_its_frames_between_a_stream_and_a_file() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Server::http(port, 20.0);
+    let clip = dir.path().join("clip.mp4");
+    make_mp4(&clip, 250, 96, 64, 25.0);
+    let boxes = boxes_folder(
+        dir.path(),
+        &[
+            (&name(port), [10.0, 8.0, 30.0, 40.0]),
+            ("clip", [50.0, 20.0, 30.0, 30.0]),
+        ],
+    );
+    // 50 ms a frame, two frames in flight: the file's decoder, which waits for every freed
+    // permit, would take them all without a share per input.
+    let cfg = config_many(
+        dir.path(),
+        &boxes,
+        &[
+            "pipeline.max_frames_in_flight=2",
+            "pose.batch_size=1",
+            "input.duration=2.5",
+        ],
+    );
+    let jsonl = dir.path().join("frames.jsonl");
+    let (report, _) = run_inputs(
+        &cfg,
+        &[PathBuf::from(url(port)), clip],
+        Duration::from_millis(50),
+        &jsonl,
+    );
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let frames = |n: &str| report.videos.iter().find(|v| v.name == n).unwrap().frames;
+    let (stream, file) = (frames(&name(port)), frames("clip"));
+    eprintln!("slow model, stream and file at once: stream {stream} frames, file {file}");
+    assert!(stream >= 10 && file >= 10, "stream {stream}, file {file}");
+    let ratio = stream as f64 / file as f64;
+    assert!((0.5..=2.0).contains(&ratio), "stream {stream}, file {file}");
+}
+
 /// Glass-to-result latency on a 25 fps loopback stream, and the drop rate with a model too
 /// slow for it: `cargo test --test live -- --ignored --nocapture`.
 #[test]

@@ -296,6 +296,7 @@ pub fn plan(
                 boxes,
                 frame_limit: config.input.max_frames,
                 live,
+                cut_short: Default::default(),
             },
             problem,
         });

@@ -70,9 +70,10 @@ impl Stage for GivenBoxesStage {
             }
             Msg::End(v, Ok(())) => {
                 let seen = self.seen.remove(&v.id).unwrap_or_default();
-                // A video cut short (`input.max_frames`) has boxes beyond its last frame.
+                // A video cut short (`input.max_frames`, `input.duration`) has boxes beyond its last frame.
                 // So is a live one: it drops frames and stops at any time.
                 let cut = v.live.is_some()
+                    || v.cut_short.load(std::sync::atomic::Ordering::SeqCst)
                     || v.frame_limit
                         .is_some_and(|limit| seen.len() as u64 >= limit);
                 let outcome = match &v.boxes {

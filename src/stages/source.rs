@@ -190,11 +190,14 @@ impl Decoders<'_> {
             if cancelled() {
                 break Err(VideoFailure::Interrupted);
             }
-            if settings.max_frames.is_some_and(|max| index >= max)
-                || settings
-                    .duration
-                    .is_some_and(|d| started_video.elapsed() >= d)
+            if settings.max_frames.is_some_and(|max| index >= max) {
+                break Ok(());
+            }
+            if settings
+                .duration
+                .is_some_and(|d| started_video.elapsed() >= d)
             {
+                meta.cut_short.store(true, Ordering::SeqCst);
                 break Ok(());
             }
             // Live: the stream is read whatever happens after; a frame that finds no free
