@@ -62,6 +62,10 @@ struct Server(Child);
 
 impl Server {
     fn http(port: u16, seconds: f64) -> Self {
+        Self::http_sized(port, seconds, "96x64")
+    }
+
+    fn http_sized(port: u16, seconds: f64, size: &str) -> Self {
         let child = Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -72,7 +76,7 @@ impl Server {
                 "lavfi",
                 "-i",
             ])
-            .arg(format!("testsrc2=size=96x64:rate=25:duration={seconds}"))
+            .arg(format!("testsrc2=size={size}:rate=25:duration={seconds}"))
             .args(["-c:v", "mpeg2video", "-g", "5", "-bf", "0", "-q:v", "5"])
             .args(["-f", "mpegts", "-flush_packets", "1", "-muxdelay", "0"])
             .args(["-listen", "1"])
@@ -773,5 +777,109 @@ fn latency_and_drop_figures() {
             v.frames,
             100.0 * dropped as f64 / (v.frames + dropped).max(1) as f64
         );
+    }
+}
+
+/// Two 25 fps 320x240 streams at once through the narrow models (the committed random-weight
+/// HRNet, and the narrow Cascade R-CNN or two given boxes a frame): per-stream frames, drops
+/// and decoded-to-result latency. `cargo test --test live two_streams_figures -- --ignored
+/// --nocapture` (add `--release` for figures that mean something).
+#[test]
+#[ignore]
+fn two_streams_figures() {
+    if !have_ffmpeg() {
+        return;
+    }
+    for detector in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (p1, p2) = (free_port(), free_port());
+        let _s1 = Server::http_sized(p1, 10.0, "320x240");
+        let _s2 = Server::http_sized(p2, 10.0, "320x240");
+        let boxes: Vec<(String, [f64; 4])> = [p1, p2]
+            .iter()
+            .flat_map(|&p| {
+                [
+                    (name(p), [20.0, 30.0, 80.0, 160.0]),
+                    (name(p), [180.0, 40.0, 90.0, 170.0]),
+                ]
+            })
+            .collect();
+        let folder = dir.path().join("boxes");
+        std::fs::create_dir_all(&folder).unwrap();
+        for p in [p1, p2] {
+            let anns: Vec<_> = (0..3000)
+                .flat_map(|i| {
+                    boxes.iter().filter(|(n, _)| *n == name(p)).map(move |(_, b)| {
+                        serde_json::json!({"image_id": i + 1, "bbox": b, "category_id": 1})
+                    })
+                })
+                .collect();
+            let images: Vec<_> = (0..3000)
+                .map(|i| serde_json::json!({"id": i + 1, "file_name": format!("{}/{i:06}.jpg", name(p))}))
+                .collect();
+            let doc = serde_json::json!({"images": images, "annotations": anns, "categories": []});
+            std::fs::write(
+                folder.join(format!("{}.json", name(p))),
+                serde_json::to_vec(&doc).unwrap(),
+            )
+            .unwrap();
+        }
+        let mut extra = vec!["pose.model=hrnet_w32_256x192".to_string()];
+        if detector {
+            extra.push("detector.kind=cascade_rcnn".into());
+            extra.push("detector.batch_size=4".into());
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let cfg = config_many(dir.path(), &folder, &extra);
+        let jobs = discover::discover(&[PathBuf::from(url(p1)), PathBuf::from(url(p2))]).unwrap();
+        let jsonl = dir.path().join("f.jsonl");
+        let sinks = Sinks::new()
+            .with(Box::new(JsonlSink::create(&jsonl).unwrap()))
+            .with(Box::new(vidpose::sinks::standard(None, false)));
+        let pose = narrow_estimator(vidpose::pose::PoseOptions::default());
+        let det = detector.then(|| {
+            use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
+            let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/cascade/narrow_r.safetensors");
+            let cfg = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, 1, 64, 8, 16, (240, 160));
+            CascadeRcnn::load(&fixture, &cfg, &candle_core::Device::Cpu).unwrap()
+        });
+        let report = pipeline::run_with_models(
+            &cfg,
+            jobs,
+            det,
+            Some(Box::new(pose)),
+            Box::new(sinks),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        let all = lines(&jsonl);
+        let people: usize = all
+            .iter()
+            .map(|l| l["people"].as_array().unwrap().len())
+            .sum();
+        let pose_stage = report.stages.iter().find(|s| s.stage == "pose").unwrap();
+        println!(
+            "{}: {:.1} people a frame, mean pose batch {:.1} crops",
+            if detector {
+                "narrow Cascade R-CNN + narrow HRNet"
+            } else {
+                "given boxes + narrow HRNet"
+            },
+            people as f64 / all.len().max(1) as f64,
+            pose_stage.mean_batch
+        );
+        for v in &report.videos {
+            let dropped = v.dropped_frames.unwrap_or(0);
+            println!(
+                "  {}: {} processed, {dropped} dropped ({:.0}%), latency p50 {:.0} ms p95 {:.0} ms",
+                v.name,
+                v.frames,
+                100.0 * dropped as f64 / (v.frames + dropped).max(1) as f64,
+                v.latency_p50_ms.unwrap_or(0.0),
+                v.latency_p95_ms.unwrap_or(0.0)
+            );
+        }
     }
 }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::Sender;
+use crossbeam::channel::{SendTimeoutError, Sender};
 
-use crate::pipeline::messages::{Frame, Msg, VideoFailure, VideoMeta};
+use crate::pipeline::messages::{Frame, LiveStats, Msg, VideoFailure, VideoMeta};
 use crate::pipeline::metrics::StageMetrics;
 use crate::pipeline::permits::FramePermits;
 use crate::video::decode::{self, FrameDecoder};
@@ -186,6 +186,7 @@ impl Decoders<'_> {
         let mut index = 0u64;
         let started_video = Instant::now();
         let live = meta.live.clone();
+        let frame_interval = Duration::from_secs_f64(1.0 / meta.info.fps.clamp(5.0, 100.0));
         let outcome = loop {
             if cancelled() {
                 break Err(VideoFailure::Interrupted);
@@ -225,6 +226,15 @@ impl Decoders<'_> {
                 Err(e) => break Err(VideoFailure::Decode(Arc::new(e))),
             };
             metrics.record_latency(t.elapsed());
+            let number = decoded.number;
+            let drop_frame = |stats: &LiveStats| {
+                if stats.dropped.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tracing::warn!(
+                        "{}: the pipeline is behind the live stream: dropping frames (from frame {number})",
+                        meta.job.name,
+                    );
+                }
+            };
             let permit = match (&live, permit) {
                 (Some(stats), _) => {
                     stats.received.fetch_add(1, Ordering::SeqCst);
@@ -234,13 +244,7 @@ impl Decoders<'_> {
                     match permits.try_acquire() {
                         Some(p) => p,
                         None => {
-                            if stats.dropped.fetch_add(1, Ordering::SeqCst) == 0 {
-                                tracing::warn!(
-                                    "{}: the pipeline is behind the live stream: dropping frames (from frame {})",
-                                    meta.job.name,
-                                    decoded.number
-                                );
-                            }
+                            drop_frame(stats);
                             continue;
                         }
                     }
@@ -248,8 +252,6 @@ impl Decoders<'_> {
                 (None, Some(p)) => p,
                 (None, None) => unreachable!("a permit is taken before decoding"),
             };
-            metrics.items += 1;
-            metrics.batches += 1;
             let now = Instant::now();
             let frame = Frame {
                 video: meta.clone(),
@@ -261,10 +263,35 @@ impl Decoders<'_> {
                 decoded_at: now,
                 _permit: Some(permit),
             };
-            index += 1;
-            if !self.send(Msg::Frame(Box::new(frame)), metrics) {
-                return false;
+            let msg = Msg::Frame(Box::new(frame));
+            match &live {
+                // Live: a channel still full after a frame's interval drops the frame like a
+                // missing permit. Waiting longer would stop reading the stream, whose frames
+                // would then queue unseen in the connection (latency nobody measures), and
+                // would let one stream take the channel from the others. Up to the interval,
+                // a burst (the frames FFmpeg read while probing come at once) is absorbed.
+                Some(stats) => {
+                    let t = Instant::now();
+                    let sent = self.tx.send_timeout(msg, frame_interval);
+                    metrics.blocked_output += t.elapsed();
+                    match sent {
+                        Ok(()) => {}
+                        Err(SendTimeoutError::Timeout(_)) => {
+                            drop_frame(stats);
+                            continue;
+                        }
+                        Err(SendTimeoutError::Disconnected(_)) => return false,
+                    }
+                }
+                None => {
+                    if !self.send(msg, metrics) {
+                        return false;
+                    }
+                }
             }
+            metrics.items += 1;
+            metrics.batches += 1;
+            index += 1;
         };
         // Its frames still in flight keep their permits; the share goes to the others now.
         drop(permits);
