@@ -46,8 +46,11 @@ impl InputPermits {
     /// Waits until this input is below its share and a permit is free; `None` if `cancelled`
     /// turns true while waiting.
     pub fn acquire(&self, cancelled: &dyn Fn() -> bool) -> Option<Permit> {
+        let counters = &self.permits.counters;
         loop {
-            if self.held.load(Ordering::SeqCst) < self.permits.counters.share() {
+            // Alone, an input's share is every permit: wait on the channel as before.
+            let share = counters.share();
+            if self.held.load(Ordering::SeqCst) < share || share >= counters.capacity {
                 if let Some(p) = self.permits.wait(Duration::from_millis(50), &self.held) {
                     return Some(p);
                 }

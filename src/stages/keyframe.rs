@@ -6,7 +6,9 @@
 //! been through the pose model and the tracker: the track stage reports each frame's people
 //! back ([`ReportPeople`]) and this stage waits for that report before it handles the next
 //! frame. A video is then processed one frame at a time; the detector, which costs far more
-//! than the pose model, runs on one frame in k.
+//! than the pose model, runs on one frame in k. With several videos in flight each has its
+//! own carried people, and a report that comes for another video than the one waited for is
+//! kept for that video's next frame.
 
 use std::collections::HashMap;
 
