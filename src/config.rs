@@ -133,6 +133,10 @@ pub struct InputConfig {
     pub reconnect: ReconnectConfig,
     /// Read each input for at most this many seconds (`--duration`); `None`: to its end.
     pub duration: Option<f64>,
+    /// Inputs in flight at once, their frames sharing the models' batches: `auto` (every live
+    /// input at once, the files one after another beside them) or a number.
+    #[serde(deserialize_with = "concurrency")]
+    pub concurrent: Concurrency,
 }
 
 impl Default for InputConfig {
@@ -149,7 +153,37 @@ impl Default for InputConfig {
             timeout_s: 10.0,
             reconnect: ReconnectConfig::default(),
             duration: None,
+            concurrent: Concurrency::Auto,
         }
+    }
+}
+
+/// `input.concurrent`: how many inputs are decoded and processed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Every live input at once (a stream cannot wait for another to end), the files one
+    /// after another beside them: a run of files alone goes as it always did.
+    Auto,
+    /// At most this many inputs at once, taken in order, live or not.
+    Inputs(usize),
+}
+
+/// `auto` or a whole number (checked against its bounds by `validate`).
+fn concurrency<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Concurrency, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Count(i64),
+        Word(String),
+        Other(serde::de::IgnoredAny),
+    }
+    let expected = format!("expected auto or a number of inputs from 1 to {MAX_CONCURRENT_INPUTS}");
+    match Raw::deserialize(d)? {
+        Raw::Count(n) if n >= 1 => Ok(Concurrency::Inputs(n as usize)),
+        Raw::Count(n) => Err(serde::de::Error::custom(format!("{expected}, got {n}"))),
+        Raw::Word(w) if w == "auto" => Ok(Concurrency::Auto),
+        Raw::Word(w) => Err(serde::de::Error::custom(format!("{expected}, got `{w}`"))),
+        Raw::Other(_) => Err(serde::de::Error::custom(expected)),
     }
 }
 
@@ -631,7 +665,17 @@ impl Config {
             ));
         }
         // Upper bounds: beyond these a setting only exhausts memory or never finishes.
-        let limits: [(&str, u64, u64, &str); 7] = [
+        let concurrent = match self.input.concurrent {
+            Concurrency::Inputs(n) => n as u64,
+            Concurrency::Auto => 0,
+        };
+        let limits: [(&str, u64, u64, &str); 8] = [
+            (
+                "input.concurrent",
+                concurrent,
+                MAX_CONCURRENT_INPUTS,
+                "inputs",
+            ),
             (
                 "input.decode_threads",
                 self.input.decode_threads as u64,
@@ -700,6 +744,8 @@ impl Config {
 
 /// Most FFmpeg decoding threads per video (0 means one per core).
 pub const MAX_DECODE_THREADS: u64 = 64;
+/// Most inputs in flight at once (`input.concurrent`): each holds a decoding thread.
+pub const MAX_CONCURRENT_INPUTS: u64 = 256;
 /// Longest detection interval, in frames.
 pub const MAX_DETECTOR_INTERVAL: u32 = 10_000;
 /// Most frames per detector forward pass.

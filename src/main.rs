@@ -115,6 +115,10 @@ struct RunArgs {
     /// Read each input for at most SECONDS, then finish it normally (`input.duration`).
     #[arg(long, value_name = "SECONDS")]
     duration: Option<f64>,
+    /// Inputs in flight at once, sharing the models' batches (`input.concurrent`): a number,
+    /// or `auto` (the default: every live input at once, files one after another).
+    #[arg(long, value_name = "N|auto")]
+    concurrent: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +204,10 @@ fn load_config(args: &RunArgs) -> Result<Config> {
     }
     if let Some(seconds) = args.duration {
         overrides.push(format!("input.duration={seconds}"));
+    }
+    if let Some(n) = &args.concurrent {
+        // As YAML: a number stays a number, anything else is checked as a word.
+        overrides.push(format!("input.concurrent={n}"));
     }
     let file = if args.config.exists() {
         Some(args.config.as_path())
@@ -291,8 +299,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     eprint!("{}", summary_table(&report));
     for v in report.videos.iter().filter(|v| v.dropped_frames.is_some()) {
         let dropped = v.dropped_frames.unwrap_or(0);
+        let latency = match (v.latency_p50_ms, v.latency_p95_ms) {
+            (Some(p50), Some(p95)) => format!(", latency p50 {p50:.0} ms p95 {p95:.0} ms"),
+            _ => String::new(),
+        };
         eprintln!(
-            "{}: live: {} frame(s) processed, {dropped} dropped ({:.1}%), {} reconnection(s)",
+            "{}: live: {} frame(s) processed, {dropped} dropped ({:.1}%), {} reconnection(s){latency}",
             v.name,
             v.frames,
             100.0 * dropped as f64 / (v.frames + dropped).max(1) as f64,

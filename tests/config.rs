@@ -276,3 +276,23 @@ fn live_settings_are_read_and_checked() {
         assert!(e.contains(key), "{set}: {e}");
     }
 }
+
+#[test]
+fn concurrent_inputs_are_read_and_checked() {
+    use vidpose::config::Concurrency;
+    assert_eq!(Config::default().input.concurrent, Concurrency::Auto);
+    let c = Config::load(None, &["input.concurrent=3".into()]).unwrap();
+    assert_eq!(c.input.concurrent, Concurrency::Inputs(3));
+    let c = Config::load(None, &["input.concurrent=auto".into()]).unwrap();
+    assert_eq!(c.input.concurrent, Concurrency::Auto);
+    for bad in ["0", "-2", "many", "2.5", "[1]", "257"] {
+        let e = Config::load(None, &[format!("input.concurrent={bad}")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("input.concurrent"), "{bad}: {e}");
+        assert!(
+            e.contains("auto") || e.contains("at most 256"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -845,3 +845,140 @@ fn cascade_detector_boxes_reach_the_output() {
     let detect = report.stages.iter().find(|s| s.stage == "detect").unwrap();
     assert_eq!((detect.items, detect.batches), (3, 2));
 }
+
+/// An annotation file for `video`, `frames` frames, one person per `[x, y, w, h, dx, dy]`
+/// entry, moving by `(dx, dy)` a frame; no track ids (the tracker gives them).
+fn moving_boxes(path: &Path, video: &str, frames: u64, people: &[[f64; 6]]) {
+    let images: Vec<_> = (0..frames)
+        .map(|i| serde_json::json!({"id": i + 1, "file_name": format!("{video}/{i:06}.jpg")}))
+        .collect();
+    let anns: Vec<_> = (0..frames)
+        .flat_map(|i| {
+            let t = i as f64;
+            people.iter().map(move |[x, y, w, h, dx, dy]| {
+                serde_json::json!({"image_id": i + 1, "bbox": [x + dx * t, y + dy * t, w, h], "category_id": 1})
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({"images": images, "annotations": anns, "categories": []});
+    std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+/// Records which video each frame reaching the sinks belongs to, slowly enough that the
+/// decoders of several inputs run side by side.
+struct Order(Arc<Mutex<Vec<String>>>);
+
+impl FrameSink for Order {
+    fn start(
+        &mut self,
+        _: &Arc<VideoMeta>,
+    ) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
+        Ok(())
+    }
+    fn frame(&mut self, f: &mut Frame) -> Result<(), vidpose::pipeline::messages::VideoFailure> {
+        std::thread::sleep(Duration::from_millis(3));
+        self.0.lock().unwrap().push(f.video.job.name.clone());
+        Ok(())
+    }
+    fn end(
+        &mut self,
+        _: &Arc<VideoMeta>,
+        _: bool,
+    ) -> Result<Vec<PathBuf>, vidpose::pipeline::messages::VideoFailure> {
+        Ok(Vec::new())
+    }
+}
+
+/// Two files in flight at once (`input.concurrent: 2`) give the same PoseTrack files, byte for
+/// byte, as the same files one after another: each has its own Hungarian tracker, and crops
+/// of both share the pose model's batches. (The fake pose model is deterministic per crop, so
+/// batching cannot change a result; a real model's batches are batch-invariant too, see
+/// "Threads" in the README, but that is not what this test checks.)
+#[test]
+fn two_files_at_once_give_the_same_outputs_as_one_after_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let boxes = dir.path().join("boxes");
+    std::fs::create_dir_all(&boxes).unwrap();
+    let people: [(&str, u64, &[[f64; 6]]); 2] = [
+        (
+            "a",
+            30,
+            &[
+                [2.0, 2.0, 12.0, 20.0, 1.0, 0.0],
+                [44.0, 2.0, 12.0, 20.0, 0.0, 0.5],
+            ],
+        ),
+        ("b", 20, &[[20.0, 5.0, 10.0, 15.0, 0.0, 0.5]]),
+    ];
+    let mut inputs = Vec::new();
+    for (name, frames, persons) in people {
+        let video = dir.path().join(format!("{name}.mp4"));
+        make_mp4(&video, frames as usize, 64, 48, 25.0);
+        moving_boxes(&boxes.join(format!("{name}.json")), name, frames, persons);
+        inputs.push(video);
+    }
+    let run_with = |out: &Path, concurrent: &str, order: Arc<Mutex<Vec<String>>>| {
+        let cfg = config(
+            out,
+            &boxes,
+            &[
+                "pose.model=hrnet_w32_256x192",
+                "tracker.kind=hungarian",
+                "pipeline.max_frames_in_flight=6",
+                "pose.batch_size=4",
+                &format!("input.concurrent={concurrent}"),
+            ],
+        );
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let sinks = vidpose::pipeline::sink::Sinks::new()
+            .with(Box::new(Order(order)))
+            .with(default_sink());
+        pipeline::run_with_pose(
+            &cfg,
+            discover::discover(&inputs).unwrap(),
+            Some(Box::new(CentreModel {
+                batches,
+                fail_on_call: None,
+            })),
+            Box::new(sinks),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap()
+    };
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let sequential = Arc::new(Mutex::new(Vec::new()));
+    let report = run_with(&one, "1", sequential.clone());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let sequential = sequential.lock().unwrap().clone();
+    assert_eq!(
+        sequential.iter().position(|v| v == "b"),
+        Some(30),
+        "one after another"
+    );
+
+    let concurrent = Arc::new(Mutex::new(Vec::new()));
+    let report = run_with(&two, "2", concurrent.clone());
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    // Both were in flight together: b's first frame came before a's last.
+    let order = concurrent.lock().unwrap().clone();
+    let first_b = order.iter().position(|v| v == "b").unwrap();
+    let last_a = order.iter().rposition(|v| v == "a").unwrap();
+    assert!(first_b < last_a, "not interleaved: {order:?}");
+    for (name, frames) in [("a", 30), ("b", 20)] {
+        let video = report.videos.iter().find(|v| v.name == name).unwrap();
+        assert_eq!((video.status, video.frames), ("written", frames));
+        assert!(video.latency_p95_ms.is_some(), "{video:?}");
+        let file = format!("{name}.json");
+        let (x, y) = (
+            std::fs::read(one.join(&file)).unwrap(),
+            std::fs::read(two.join(&file)).unwrap(),
+        );
+        assert!(x == y, "{file} differs between the runs");
+    }
+    // The tracker of b knew nothing of a's two people: its one person is track 0 throughout.
+    let b = PoseTrackFile::read(&two.join("b.json")).unwrap();
+    assert!(b.annotations.iter().all(|a| a.track_id == Some(0)));
+    let a = PoseTrackFile::read(&two.join("a.json")).unwrap();
+    let ids: std::collections::BTreeSet<_> = a.annotations.iter().map(|a| a.track_id).collect();
+    assert_eq!(ids, [Some(0), Some(1)].into(), "{ids:?}");
+}

@@ -147,6 +147,11 @@ impl<W: BatchWork> BatchStage<W> {
                     let reason = self.failed.remove(&video.id).expect("checked above");
                     out.push(Msg::End(video, Err(reason)));
                 }
+                Pending::Marker(Msg::End(video, outcome)) => {
+                    // The video ends: a failure upstream is the one reported, and its entry goes.
+                    self.failed.remove(&video.id);
+                    out.push(Msg::End(video, outcome));
+                }
                 Pending::Marker(msg) => out.push(msg),
                 Pending::Frame(f, _, _) => out.push(Msg::Frame(f)),
             }

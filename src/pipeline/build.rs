@@ -24,7 +24,7 @@ use crate::stages::boxes::GivenBoxesStage;
 use crate::stages::detect::DetectStage;
 use crate::stages::keyframe::{KeyframeSettings, KeyframeStage, ReportPeople};
 use crate::stages::pose::{PoseModel, PoseStage};
-use crate::stages::source::run_source;
+use crate::stages::source::{run_source, PlannedVideo};
 use crate::stages::track::{GivenTrackStage, HungarianTrackStage};
 use crate::track::TrackerKind;
 use crate::video::VideoJob;
@@ -217,6 +217,19 @@ fn prepare_output_dir(config: &Config) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// Most videos decoded at once: `concurrent` (`None`: every live input, plus one for the
+/// files), never more than there are.
+fn in_flight(planned: &[PlannedVideo], concurrent: Option<usize>) -> usize {
+    let n = match concurrent {
+        Some(n) => n,
+        None => {
+            let live = planned.iter().filter(|p| p.meta.live.is_some()).count();
+            live + usize::from(live < planned.len())
+        }
+    };
+    n.clamp(1, planned.len().max(1))
+}
+
 fn run_planned(
     config: &Config,
     jobs: Vec<VideoJob>,
@@ -258,17 +271,19 @@ fn run_planned(
         detector.is_some() || pose.is_some(),
     );
     budget.apply();
+    let inputs = in_flight(&planned, super::plan::source_settings(config).concurrent);
     tracing::info!(
-        "threads: {} compute (the detector and the pose model share them), {} FFmpeg decoding, on {} core(s)",
+        "threads: {} compute (the detector and the pose model share them), {} FFmpeg decoding for each of {inputs} input(s) at once, on {} core(s)",
         rayon::current_num_threads(),
-        budget.decode,
+        budget.decode_per_input(config.input.decode_threads, inputs),
         budget.cores
     );
     let permits = FramePermits::new(config.pipeline.max_frames_in_flight);
     let chain = stages(config, detector, pose, &permits);
     let mut settings = super::plan::source_settings(config);
-    settings.decode_threads = budget.decode;
-    settings.stream.decode_threads = budget.decode;
+    let decode = budget.decode_per_input(config.input.decode_threads, inputs);
+    settings.decode_threads = decode;
+    settings.stream.decode_threads = decode;
     let source_permits = permits.clone();
     let source_cancel = cancel.clone();
     let source = move |tx| run_source(planned, settings, source_permits, source_cancel, tx);

@@ -1,7 +1,7 @@
 //! What flows between stages. Defined once; every stage speaks these types.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +32,9 @@ pub struct VideoMeta {
     pub frame_limit: Option<u64>,
     /// Set in live mode (`input.live`): frames the source dropped to keep up, reconnections.
     pub live: Option<Arc<LiveStats>>,
+    /// Set by the source when it stopped reading before the video's end (`input.duration`):
+    /// the video then has no frames beyond its last one.
+    pub cut_short: AtomicBool,
 }
 
 /// What live mode did to a video, counted by the source as it goes and read by the sink at

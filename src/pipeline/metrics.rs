@@ -137,6 +137,42 @@ impl StageMetrics {
         }
     }
 
+    /// Adds the counters of another thread doing the same stage's work (the source's decode
+    /// threads, one per input in flight): times, counts and samples are summed.
+    pub fn merge(&mut self, other: StageMetrics) {
+        self.items += other.items;
+        self.batches += other.batches;
+        self.busy += other.busy;
+        self.wait_input += other.wait_input;
+        self.blocked_output += other.blocked_output;
+        self.work_items += other.work_items;
+        self.queued += other.queued;
+        self.receives += other.receives;
+        self.spans.extend(other.spans);
+        self.spans.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        // Overlapping spans of different threads are one busy stretch of the stage.
+        let mut merged: Vec<[f32; 2]> = Vec::with_capacity(self.spans.len());
+        for span in self.spans.drain(..) {
+            match merged.last_mut() {
+                Some(last) if span[0] <= last[1] => last[1] = last[1].max(span[1]),
+                _ => merged.push(span),
+            }
+        }
+        while merged.len() >= MAX_SPANS {
+            merged = merged
+                .chunks(2)
+                .map(|c| [c[0][0], c[c.len() - 1][1]])
+                .collect();
+        }
+        self.spans = merged;
+        let unkept = other.seen - other.latencies_ms.len() as u64;
+        for ms in other.latencies_ms {
+            self.record_latency(Duration::from_secs_f32(ms / 1000.0));
+        }
+        // Samples the other's reservoir already let go still count towards the odds.
+        self.seen += unkept;
+    }
+
     /// The totals in seconds, throughput and latency percentiles.
     pub fn summary(&self) -> StageSummary {
         let mut sorted = self.latencies_ms.clone();
@@ -220,6 +256,26 @@ mod tests {
             m.record_latency(Duration::from_millis(i));
         }
         let s = m.summary();
+        assert!((s.latency_p50_ms - 50.0).abs() <= 1.0);
+        assert!((s.latency_p95_ms - 95.0).abs() <= 1.0);
+    }
+
+    #[test]
+    fn merged_threads_add_up() {
+        let mut a = StageMetrics::new("decode");
+        let mut b = StageMetrics::new("decode");
+        a.items = 3;
+        b.items = 4;
+        a.busy = Duration::from_millis(10);
+        b.busy = Duration::from_millis(30);
+        for i in 1..=50 {
+            a.record_latency(Duration::from_millis(i));
+            b.record_latency(Duration::from_millis(50 + i));
+        }
+        a.merge(b);
+        let s = a.summary();
+        assert_eq!(s.items, 7);
+        assert!((s.busy_s - 0.04).abs() < 1e-9);
         assert!((s.latency_p50_ms - 50.0).abs() <= 1.0);
         assert!((s.latency_p95_ms - 95.0).abs() <= 1.0);
     }

@@ -8,7 +8,7 @@ use super::messages::VideoMeta;
 use super::outputs::ProtectedInputs;
 use super::report::RunReport;
 use super::PipelineError;
-use crate::config::{Config, DetectorKind};
+use crate::config::{Concurrency, Config, DetectorKind};
 use crate::fsutil::same_file;
 use crate::posetrack::boxes::GivenBoxes;
 use crate::posetrack::sequence::{annotation_for, frames_mismatch};
@@ -140,6 +140,10 @@ pub fn source_settings(config: &Config) -> SourceSettings {
             ..StreamOptions::default()
         },
         duration: input.duration.map(seconds),
+        concurrent: match input.concurrent {
+            Concurrency::Auto => None,
+            Concurrency::Inputs(n) => Some(n),
+        },
     }
 }
 
@@ -292,6 +296,7 @@ pub fn plan(
                 boxes,
                 frame_limit: config.input.max_frames,
                 live,
+                cut_short: Default::default(),
             },
             problem,
         });

@@ -55,6 +55,13 @@ pub struct VideoOutcome {
     /// Live mode: times the stream was reconnected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnects: Option<u64>,
+    /// Median time from a frame's decoding to the sinks, milliseconds (frames that reached
+    /// them; none: no frame did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile of the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p95_ms: Option<f64>,
 }
 
 /// A path in JSON even when it is not valid UTF-8 (serde refuses those): the lossy form, which
@@ -80,6 +87,8 @@ impl VideoOutcome {
             outputs: Vec::new(),
             dropped_frames: None,
             reconnects: None,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The end of the chain: sinks receive each video's frames in order and write what they make
 //! of them; `run_sink` feeds them and records how each video ended.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,11 +14,13 @@ use super::metrics::StageMetrics;
 use super::report::{RunReport, VideoOutcome};
 
 /// Receives each video's frames in order. `end` is called once per started video; with
-/// `ok == false` nothing may be left under the final output names.
+/// `ok == false` nothing may be left under the final output names. Several videos may be in
+/// flight at once (`input.concurrent`): their frames then interleave, so a sink keeps its
+/// state per video (by `VideoMeta::id`), from `start` to `end`.
 pub trait FrameSink {
     /// A video begins.
     fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure>;
-    /// One frame of the current video; a sink may draw on its image for the sinks after it.
+    /// One frame of a started video; a sink may draw on its image for the sinks after it.
     fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure>;
     /// Completes (or abandons) the video; returns the files written.
     fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure>;
@@ -79,9 +82,8 @@ pub fn run_sink(
 ) -> StageMetrics {
     let mut metrics = StageMetrics::new("sink");
     let started = Instant::now();
-    let mut failure: Option<VideoFailure> = None;
-    let mut video_started = Instant::now();
-    let mut frames = 0u64;
+    // The videos in flight, by id.
+    let mut videos: HashMap<usize, InFlight> = HashMap::new();
     loop {
         let t = Instant::now();
         let Ok(msg) = rx.recv() else { break };
@@ -90,28 +92,39 @@ pub fn run_sink(
         let t = Instant::now();
         match msg {
             Msg::Start(video) => {
-                video_started = Instant::now();
-                frames = 0;
-                failure = sink.start(&video).err();
+                let failure = sink.start(&video).err();
+                videos.insert(video.id, InFlight::new(&video, failure));
             }
             Msg::Frame(mut frame) => {
                 metrics.items += 1;
                 metrics.batches += 1;
-                frames += 1;
                 metrics.record_latency(frame.entered_stage.elapsed());
-                if failure.is_none() {
-                    failure = sink.frame(&mut frame).err();
+                let state = videos
+                    .entry(frame.video.id)
+                    .or_insert_with(|| InFlight::new(&frame.video, None));
+                state.frames += 1;
+                state.latency.record_latency(frame.decoded_at.elapsed());
+                if state.failure.is_none() {
+                    state.failure = sink.frame(&mut frame).err();
                 }
             }
             Msg::End(video, outcome) => {
-                let mut reason = failure.take().or(outcome.err());
+                let state = videos
+                    .remove(&video.id)
+                    .unwrap_or_else(|| InFlight::new(&video, None));
+                let mut reason = state.failure.or(outcome.err());
                 if report.stopped_on_failure {
                     // Already queued when the run was stopped: not written either.
                     reason = Some(VideoFailure::Interrupted);
                 }
                 let mut entry = VideoOutcome::new(&video.job, "written", None);
-                entry.frames = frames;
-                entry.seconds = video_started.elapsed().as_secs_f64();
+                entry.frames = state.frames;
+                entry.seconds = state.started.elapsed().as_secs_f64();
+                if state.frames > 0 {
+                    let latency = state.latency.summary();
+                    entry.latency_p50_ms = Some(latency.latency_p50_ms);
+                    entry.latency_p95_ms = Some(latency.latency_p95_ms);
+                }
                 if let Some(live) = &video.live {
                     let (_, dropped, reconnects) = live.snapshot();
                     entry.dropped_frames = Some(dropped);
@@ -141,4 +154,25 @@ pub fn run_sink(
     }
     metrics.busy = started.elapsed().saturating_sub(metrics.wait_input);
     metrics
+}
+
+/// What the sink side knows of a video between its start and its end.
+struct InFlight {
+    started: Instant,
+    frames: u64,
+    /// From each frame's decoding to the sinks.
+    latency: StageMetrics,
+    /// A sink failed on it: later frames are not given to the sinks.
+    failure: Option<VideoFailure>,
+}
+
+impl InFlight {
+    fn new(video: &VideoMeta, failure: Option<VideoFailure>) -> Self {
+        Self {
+            started: Instant::now(),
+            frames: 0,
+            latency: StageMetrics::new(&video.job.name),
+            failure,
+        }
+    }
 }

@@ -48,6 +48,16 @@ impl ThreadBudget {
         }
     }
 
+    /// FFmpeg threads for each of `inputs` videos decoded at once: the automatic share
+    /// (`decode_threads` 0) is split among them, at least one each; a number set by the user is
+    /// per video, as it says.
+    pub fn decode_per_input(&self, decode_threads: usize, inputs: usize) -> usize {
+        match decode_threads {
+            0 => (self.decode / inputs.max(1)).max(1),
+            n => n,
+        }
+    }
+
     /// Sizes the process's compute pool (once per process: rayon's global pool cannot be
     /// resized, so a later run with another size keeps the first, and says so).
     pub fn apply(&self) {
@@ -86,5 +96,15 @@ mod tests {
         // An explicit setting wins.
         assert_eq!(ThreadBudget::new(16, 3, true).decode, 3);
         assert!(ThreadBudget::new(0, 0, true).cores >= 1);
+    }
+
+    #[test]
+    fn the_automatic_decoding_share_is_split_among_inputs_in_flight() {
+        let budget = ThreadBudget::new(32, 0, true);
+        assert_eq!(budget.decode_per_input(0, 1), 4);
+        assert_eq!(budget.decode_per_input(0, 2), 2);
+        // Every input gets a thread, whatever the share.
+        assert_eq!(budget.decode_per_input(0, 16), 1);
+        assert_eq!(budget.decode_per_input(3, 16), 3);
     }
 }

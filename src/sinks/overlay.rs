@@ -2,6 +2,7 @@
 //! when it cannot be made (a 1x1 video, a full disk) the JSON is still written, and the user is
 //! told.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,7 +30,8 @@ struct Open {
 /// Writes `<output>/<video>.mp4` per finished video.
 pub struct OverlaySink {
     settings: OverlaySettings,
-    open: Open,
+    /// The overlays of the videos in flight, by id.
+    open: HashMap<usize, Open>,
 }
 
 impl OverlaySink {
@@ -37,20 +39,22 @@ impl OverlaySink {
     pub fn new(settings: OverlaySettings) -> Self {
         Self {
             settings,
-            open: Open::default(),
+            open: HashMap::new(),
         }
     }
+}
 
+impl Open {
     fn give_up(&mut self, video: &VideoMeta, why: impl std::fmt::Display) {
         tracing::warn!("{}: no overlay video: {why}", video.job.name);
-        self.open.writer = None;
-        self.open.failed = true;
+        self.writer = None;
+        self.failed = true;
     }
 }
 
 impl FrameSink for OverlaySink {
-    fn start(&mut self, _video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
-        self.open = Open::default();
+    fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
+        self.open.insert(video.id, Open::default());
         Ok(())
     }
 
@@ -58,7 +62,8 @@ impl FrameSink for OverlaySink {
         let Some(path) = &frame.video.output_video else {
             return Ok(());
         };
-        if self.open.writer.is_none() && !self.open.failed {
+        let open = self.open.entry(frame.video.id).or_default();
+        if open.writer.is_none() && !open.failed {
             let img = &frame.decoded.image;
             match OverlayWriter::create(
                 path,
@@ -68,11 +73,11 @@ impl FrameSink for OverlaySink {
                 self.settings.codec,
                 self.settings.crf,
             ) {
-                Ok(w) => self.open.writer = Some((w, img.width, img.height)),
-                Err(e) => self.give_up(&frame.video, e),
+                Ok(w) => open.writer = Some((w, img.width, img.height)),
+                Err(e) => open.give_up(&frame.video, e),
             }
         }
-        let Some((writer, width, height)) = self.open.writer.as_mut() else {
+        let Some((writer, width, height)) = open.writer.as_mut() else {
             return Ok(());
         };
         for p in &frame.persons {
@@ -86,13 +91,13 @@ impl FrameSink for OverlaySink {
             writer.write(&crate::render::fit_into(image, *width, *height))
         };
         if let Err(e) = written {
-            self.give_up(&frame.video, e);
+            open.give_up(&frame.video, e);
         }
         Ok(())
     }
 
     fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
-        let open = std::mem::take(&mut self.open);
+        let open = self.open.remove(&video.id).unwrap_or_default();
         let Some((writer, ..)) = open.writer else {
             return Ok(Vec::new());
         };

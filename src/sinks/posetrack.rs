@@ -1,6 +1,7 @@
 //! The PoseTrack 2018 JSON of each video: frames spooled to disk as they come, the file
 //! written atomically when the video ends well.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use crate::posetrack::submission::{annotations, image_entry, FramePlace, Submiss
 /// Writes `<output>/<video>.json` per finished video.
 #[derive(Default)]
 pub struct PoseTrackSink {
-    open: Option<Submission>,
+    /// The submissions of the videos in flight, by id.
+    open: HashMap<usize, Submission>,
 }
 
 impl PoseTrackSink {
@@ -25,14 +27,14 @@ impl FrameSink for PoseTrackSink {
     fn start(&mut self, video: &Arc<VideoMeta>) -> Result<(), VideoFailure> {
         let open = Submission::create(&video.output_json)
             .map_err(|e| VideoFailure::Output(e.to_string()))?;
-        self.open = Some(open);
+        self.open.insert(video.id, open);
         Ok(())
     }
 
     fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
         let open = self
             .open
-            .as_mut()
+            .get_mut(&frame.video.id)
             .ok_or_else(|| VideoFailure::Output("a frame came before its video started".into()))?;
         let image = match &frame.reference_image {
             Some(reference) => reference.clone(),
@@ -53,8 +55,8 @@ impl FrameSink for PoseTrackSink {
         .map_err(|e| VideoFailure::Output(e.to_string()))
     }
 
-    fn end(&mut self, _video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
-        let Some(open) = self.open.take() else {
+    fn end(&mut self, video: &Arc<VideoMeta>, ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
+        let Some(open) = self.open.remove(&video.id) else {
             return Ok(Vec::new());
         };
         if !ok {

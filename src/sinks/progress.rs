@@ -1,5 +1,6 @@
 //! A progress bar per video, drawn only when stderr is a terminal.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,7 +12,8 @@ use crate::pipeline::sink::FrameSink;
 /// Observes the frames reaching the end of the chain; writes nothing.
 pub struct ProgressSink {
     bars: MultiProgress,
-    bar: Option<ProgressBar>,
+    /// One bar per video in flight, by id.
+    bar: HashMap<usize, ProgressBar>,
 }
 
 impl Default for ProgressSink {
@@ -25,7 +27,7 @@ impl ProgressSink {
     pub fn new() -> Self {
         Self {
             bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-            bar: None,
+            bar: HashMap::new(),
         }
     }
 }
@@ -44,19 +46,19 @@ impl FrameSink for ProgressSink {
             .progress_chars("=> "),
         );
         bar.set_prefix(video.job.name.clone());
-        self.bar = Some(bar);
+        self.bar.insert(video.id, bar);
         Ok(())
     }
 
-    fn frame(&mut self, _frame: &mut Frame) -> Result<(), VideoFailure> {
-        if let Some(bar) = &self.bar {
+    fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
+        if let Some(bar) = self.bar.get(&frame.video.id) {
             bar.inc(1);
         }
         Ok(())
     }
 
-    fn end(&mut self, _video: &Arc<VideoMeta>, _ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
-        if let Some(bar) = self.bar.take() {
+    fn end(&mut self, video: &Arc<VideoMeta>, _ok: bool) -> Result<Vec<PathBuf>, VideoFailure> {
+        if let Some(bar) = self.bar.remove(&video.id) {
             bar.finish_and_clear();
             self.bars.remove(&bar);
         }

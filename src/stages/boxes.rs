@@ -1,6 +1,6 @@
 //! Boxes from files: each frame's people looked up in its video's boxes or annotation file.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::pipeline::messages::{Msg, VideoFailure};
 use crate::pipeline::metrics::StageMetrics;
@@ -9,7 +9,8 @@ use crate::pipeline::stage::Stage;
 /// Person boxes looked up in the video's box file. Checks at the end of each video that the
 /// file has no boxes for frames the video does not have.
 pub struct GivenBoxesStage {
-    seen: HashSet<u64>,
+    /// The frame numbers seen, per video in flight (by id).
+    seen: HashMap<usize, HashSet<u64>>,
     name: &'static str,
 }
 
@@ -42,7 +43,7 @@ impl Stage for GivenBoxesStage {
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
         match msg {
             Msg::Start(v) => {
-                self.seen.clear();
+                self.seen.insert(v.id, HashSet::new());
                 out.push(Msg::Start(v));
             }
             Msg::Frame(mut frame) => {
@@ -61,21 +62,26 @@ impl Stage for GivenBoxesStage {
                         .collect();
                     frame.reference_image = boxes.image(name, number);
                 }
-                self.seen.insert(frame.decoded.number);
+                self.seen
+                    .entry(frame.video.id)
+                    .or_default()
+                    .insert(frame.decoded.number);
                 out.push(Msg::Frame(frame));
             }
             Msg::End(v, Ok(())) => {
-                // A video cut short (`input.max_frames`) has boxes beyond its last frame.
+                let seen = self.seen.remove(&v.id).unwrap_or_default();
+                // A video cut short (`input.max_frames`, `input.duration`) has boxes beyond its last frame.
                 // So is a live one: it drops frames and stops at any time.
                 let cut = v.live.is_some()
+                    || v.cut_short.load(std::sync::atomic::Ordering::SeqCst)
                     || v.frame_limit
-                        .is_some_and(|limit| self.seen.len() as u64 >= limit);
+                        .is_some_and(|limit| seen.len() as u64 >= limit);
                 let outcome = match &v.boxes {
                     Some(boxes) if !cut => {
                         let orphans: Vec<u64> = boxes
                             .frames_with_boxes(&v.job.name)
                             .into_iter()
-                            .filter(|n| !self.seen.contains(n))
+                            .filter(|n| !seen.contains(n))
                             .collect();
                         if orphans.is_empty() {
                             Ok(())
@@ -85,7 +91,7 @@ impl Stage for GivenBoxesStage {
                                 boxes.source().display(),
                                 list_numbers(&orphans),
                                 v.job.name,
-                                self.seen.len()
+                                seen.len()
                             )))
                         }
                     }
@@ -93,7 +99,10 @@ impl Stage for GivenBoxesStage {
                 };
                 out.push(Msg::End(v, outcome));
             }
-            end @ Msg::End(..) => out.push(end),
+            Msg::End(v, outcome) => {
+                self.seen.remove(&v.id);
+                out.push(Msg::End(v, outcome));
+            }
         }
     }
 }

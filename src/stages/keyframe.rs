@@ -6,7 +6,9 @@
 //! been through the pose model and the tracker: the track stage reports each frame's people
 //! back ([`ReportPeople`]) and this stage waits for that report before it handles the next
 //! frame. A video is then processed one frame at a time; the detector, which costs far more
-//! than the pose model, runs on one frame in k.
+//! than the pose model, runs on one frame in k. With several videos in flight each has its
+//! own carried people, and a report that comes for another video than the one waited for is
+//! kept for that video's next frame.
 
 use std::collections::HashMap;
 
@@ -78,16 +80,23 @@ struct VideoState {
     refresh: bool,
     /// By track id.
     carried: HashMap<u64, Carried>,
+    /// Detection failed on a frame: the video's End becomes that failure.
+    failure: Option<VideoFailure>,
 }
 
-/// Runs the detector on key frames and carries people between them.
+/// Runs the detector on key frames and carries people between them, for each video in
+/// flight on its own.
 pub struct KeyframeStage {
     detector: Option<CascadeRcnn>,
     settings: KeyframeSettings,
     reports: Receiver<FramePeople>,
+    /// The state of the video whose frame is being handled (`current`) ...
     state: VideoState,
-    /// A video whose detection failed: its End becomes that failure.
-    failure: Option<VideoFailure>,
+    current: Option<usize>,
+    /// ... and of the other videos in flight, by id.
+    parked: HashMap<usize, VideoState>,
+    /// Reports that came for another video than the one waited for, the latest per video.
+    early_reports: HashMap<usize, FramePeople>,
 }
 
 impl KeyframeStage {
@@ -103,19 +112,48 @@ impl KeyframeStage {
             settings,
             reports,
             state: VideoState::default(),
-            failure: None,
+            current: None,
+            parked: HashMap::new(),
+            early_reports: HashMap::new(),
         }
     }
 
-    /// Waits for the tracked people of frame `index` of `video`.
+    /// Makes `video`'s state the current one (a new state if it has none).
+    fn switch_to(&mut self, video: usize) {
+        if self.current == Some(video) {
+            return;
+        }
+        let state = self.parked.remove(&video).unwrap_or_default();
+        let previous = std::mem::replace(&mut self.state, state);
+        if let Some(id) = self.current.replace(video) {
+            self.parked.insert(id, previous);
+        }
+    }
+
+    /// Whether `video` has started and not ended here.
+    fn in_flight(&self, video: usize) -> bool {
+        self.current == Some(video) || self.parked.contains_key(&video)
+    }
+
+    /// Waits for the tracked people of frame `index` of `video` (the current one).
     fn wait_for_report(&mut self, video: usize, index: u64) {
+        if let Some(report) = self.early_reports.remove(&video) {
+            if report.index == index {
+                self.take_report(report.persons);
+                return;
+            }
+        }
         loop {
             match self.reports.recv() {
                 Ok(report) if report.video == video && report.index == index => {
                     self.take_report(report.persons);
                     return;
                 }
-                // An earlier video's last frames, or an earlier frame: stale.
+                // Another video in flight: its next frame will want it.
+                Ok(report) if report.video != video && self.in_flight(report.video) => {
+                    self.early_reports.insert(report.video, report);
+                }
+                // An ended video's last frames, or an earlier frame: stale.
                 Ok(_) => continue,
                 Err(_) => {
                     // The track stage is gone (the run is ending): detect instead of carrying.
@@ -286,11 +324,11 @@ impl KeyframeStage {
         }
         // Given boxes (set by the boxes stage) stand for the detector on videos they cover.
         let detections = match (&frame.video.boxes, &self.detector) {
-            (None, Some(detector)) if self.failure.is_none() => {
+            (None, Some(detector)) if self.state.failure.is_none() => {
                 match detector.detect(&frame.decoded.image) {
                     Ok(d) => cascade::persons(d, self.settings.score_threshold),
                     Err(e) => {
-                        self.failure = Some(VideoFailure::Detect {
+                        self.state.failure = Some(VideoFailure::Detect {
                             frame: frame.decoded.number,
                             source: std::sync::Arc::new(e),
                         });
@@ -312,16 +350,21 @@ impl Stage for KeyframeStage {
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
         match msg {
             Msg::Start(v) => {
+                self.switch_to(v.id);
                 self.state = VideoState::default();
-                self.failure = None;
                 out.push(Msg::Start(v));
             }
             Msg::Frame(mut frame) => {
+                self.switch_to(frame.video.id);
                 self.handle_frame(&mut frame, metrics);
                 out.push(Msg::Frame(frame));
             }
             Msg::End(v, outcome) => {
-                let outcome = match (outcome, self.failure.take()) {
+                self.switch_to(v.id);
+                let ended = std::mem::take(&mut self.state);
+                self.current = None;
+                self.early_reports.remove(&v.id);
+                let outcome = match (outcome, ended.failure) {
                     (Ok(()), Some(e)) => Err(e),
                     (outcome, _) => outcome,
                 };

@@ -1,6 +1,7 @@
 //! Tracking stages: track ids kept from the boxes file, or people linked across frames by the
 //! Hungarian tracker.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::pipeline::messages::{Msg, VideoFailure};
@@ -15,12 +16,28 @@ pub struct GivenTrackStage {
     /// The pose NMS MMPose applies before writing PoseTrack results (`tracker.nms_oks_threshold`;
     /// 1.0 disables it).
     pub nms_oks_threshold: f32,
+    /// Per video in flight (by id): its replaced ids.
+    videos: HashMap<usize, GivenIds>,
+}
+
+/// One video's ids that PoseTrack cannot take, and what replaced them.
+struct GivenIds {
     /// Given ids PoseTrack cannot take (10000 and above), mapped to free ids for the video.
-    remapped: std::collections::HashMap<u64, u64>,
+    remapped: HashMap<u64, u64>,
     /// The next id handed out for a remapped one, counting down from 9999.
     next_spare: u64,
     /// Whether this video's replaced ids were already reported.
     warned: bool,
+}
+
+impl Default for GivenIds {
+    fn default() -> Self {
+        Self {
+            remapped: HashMap::new(),
+            next_spare: MAX_TRACK_ID - 1,
+            warned: false,
+        }
+    }
 }
 
 impl GivenTrackStage {
@@ -28,12 +45,12 @@ impl GivenTrackStage {
     pub fn new(nms_oks_threshold: f32) -> Self {
         Self {
             nms_oks_threshold,
-            remapped: Default::default(),
-            next_spare: MAX_TRACK_ID - 1,
-            warned: false,
+            videos: HashMap::new(),
         }
     }
+}
 
+impl GivenIds {
     /// An id no person of this frame has, for one whose given id cannot be kept.
     fn spare(&mut self, used: &std::collections::HashSet<u64>) -> Option<u64> {
         while used.contains(&self.next_spare) {
@@ -53,9 +70,7 @@ impl Stage for GivenTrackStage {
     fn process(&mut self, msg: Msg, out: &mut Vec<Msg>, metrics: &mut StageMetrics) {
         match msg {
             Msg::Start(v) => {
-                self.remapped.clear();
-                self.next_spare = MAX_TRACK_ID - 1;
-                self.warned = false;
+                self.videos.insert(v.id, GivenIds::default());
                 out.push(Msg::Start(v));
             }
             Msg::Frame(mut frame) => {
@@ -63,6 +78,7 @@ impl Stage for GivenTrackStage {
                 if self.nms_oks_threshold < 1.0 {
                     oks_nms(&mut frame.persons, self.nms_oks_threshold);
                 }
+                let ids = self.videos.entry(frame.video.id).or_default();
                 // PoseTrack wants ids below 10000 and unique within a frame (the evaluator
                 // refuses the file otherwise): keep the given ids that qualify, map larger
                 // ones to a spare id kept for the whole video, renumber a repeat.
@@ -72,12 +88,12 @@ impl Stage for GivenTrackStage {
                     let Some(given) = p.track_id else { continue };
                     let id = if given < MAX_TRACK_ID {
                         given
-                    } else if let Some(&id) = self.remapped.get(&given) {
+                    } else if let Some(&id) = ids.remapped.get(&given) {
                         id
                     } else {
-                        match self.spare(&used) {
+                        match ids.spare(&used) {
                             Some(id) => {
-                                self.remapped.insert(given, id);
+                                ids.remapped.insert(given, id);
                                 id
                             }
                             None => {
@@ -101,8 +117,8 @@ impl Stage for GivenTrackStage {
                     p.track_id = Some(next);
                     used.insert(next);
                 }
-                if changed > 0 && !self.warned {
-                    self.warned = true;
+                if changed > 0 && !ids.warned {
+                    ids.warned = true;
                     tracing::warn!(
                         "{} frame {}: {changed} given track id(s) of 10000 or more, or repeated in the frame, replaced (PoseTrack needs ids below 10000, unique per frame; later frames are not reported)",
                         frame.video.job.name,
@@ -111,17 +127,21 @@ impl Stage for GivenTrackStage {
                 }
                 out.push(Msg::Frame(frame));
             }
-            msg => out.push(msg),
+            Msg::End(v, outcome) => {
+                self.videos.remove(&v.id);
+                out.push(Msg::End(v, outcome));
+            }
         }
     }
 }
 
-/// Links people across frames with the Hungarian tracker, one tracker per video. A video
-/// whose tracker fails (more tracks than PoseTrack ids allow) ends with that error.
+/// Links people across frames with the Hungarian tracker, one tracker per video (videos in
+/// flight at once each have theirs). A video whose tracker fails (more tracks than PoseTrack
+/// ids allow) ends with that error.
 pub struct HungarianTrackStage {
     config: TrackerConfig,
-    tracker: Option<Tracker>,
-    failure: Option<VideoFailure>,
+    /// Per video in flight (by id): its tracker, or why it failed.
+    videos: HashMap<usize, Result<Tracker, VideoFailure>>,
 }
 
 impl HungarianTrackStage {
@@ -129,8 +149,7 @@ impl HungarianTrackStage {
     pub fn new(config: TrackerConfig) -> Self {
         Self {
             config,
-            tracker: None,
-            failure: None,
+            videos: HashMap::new(),
         }
     }
 }
@@ -144,25 +163,26 @@ impl Stage for HungarianTrackStage {
         match msg {
             Msg::Start(v) => {
                 // Ids start again at 0 in every video.
-                self.tracker = Some(Tracker::new(self.config.clone()));
-                self.failure = None;
+                self.videos
+                    .insert(v.id, Ok(Tracker::new(self.config.clone())));
                 out.push(Msg::Start(v));
             }
             Msg::Frame(mut frame) => {
                 metrics.batches += 1;
-                if let (Some(tracker), None) = (self.tracker.as_mut(), &self.failure) {
-                    if let Err(e) = tracker.update(&mut frame.persons) {
-                        self.failure = Some(VideoFailure::Track(Arc::new(e)));
+                if let Some(state) = self.videos.get_mut(&frame.video.id) {
+                    if let Ok(tracker) = state {
+                        if let Err(e) = tracker.update(&mut frame.persons) {
+                            *state = Err(VideoFailure::Track(Arc::new(e)));
+                        }
                     }
                 }
                 out.push(Msg::Frame(frame));
             }
             Msg::End(v, outcome) => {
-                let outcome = match (outcome, self.failure.take()) {
-                    (Ok(()), Some(e)) => Err(e),
+                let outcome = match (outcome, self.videos.remove(&v.id)) {
+                    (Ok(()), Some(Err(e))) => Err(e),
                     (outcome, _) => outcome,
                 };
-                self.tracker = None;
                 out.push(Msg::End(v, outcome));
             }
         }
