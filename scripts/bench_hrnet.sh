@@ -4,9 +4,9 @@
 #
 #   scripts/bench_hrnet.sh            (BENCH_PROFILE=dev for a quicker, unoptimised-crate build)
 #
-# The machine has 2 shared cores: PyTorch's script waits for the other processes to go quiet
-# and reports their load; vidpose runs right before and after it, and the better of the two
-# vidpose medians is compared.
+# The machine has 2 shared cores: the two sides take turns, ROUNDS times (vidpose, PyTorch,
+# vidpose, ..., vidpose), PyTorch's script waiting for the other processes to go quiet and
+# reporting their load; the minimum and median of every timed run of each side are compared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -17,6 +17,7 @@ CKPT=$REFENV_HOME/out/hrnet_w32_posetrack18_256x192_random.pth
 PROFILE=${BENCH_PROFILE:-release}
 BATCH=${BENCH_BATCH:-8}
 RUNS=${BENCH_RUNS:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
 OUT=${BENCH_OUT:-/tmp/vidpose-bench}
 mkdir -p "$OUT"
 
@@ -31,18 +32,29 @@ dir=$PROFILE; [ "$PROFILE" = dev ] && dir=debug
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/$dir/vidpose
 
 export RAYON_NUM_THREADS=2
-echo "== vidpose (1/2)"
-"$BIN" bench pose "$CKPT" --batch "$BATCH" --runs "$RUNS" --warmup 2 | tee "$OUT/vidpose_1.json"
-echo "== PyTorch"
-"$PY" "$REFENV_SRC/bench_hrnet.py" --threads 2 --batches "$BATCH" --runs "$RUNS" --out "$OUT/torch.json" | tail -1
-echo "== vidpose (2/2)"
-"$BIN" bench pose "$CKPT" --batch "$BATCH" --runs "$RUNS" --warmup 2 | tee "$OUT/vidpose_2.json"
+rm -f "$OUT"/vidpose_*.json "$OUT"/torch_*.json
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round/$ROUNDS: vidpose"
+  "$BIN" bench pose "$CKPT" --batch "$BATCH" --runs "$RUNS" --warmup 2 | tee "$OUT/vidpose_$round.json"
+  echo "== round $round/$ROUNDS: PyTorch"
+  "$PY" "$REFENV_SRC/bench_hrnet.py" --threads 2 --batches "$BATCH" --runs "$RUNS" --out "$OUT/torch_$round.json" | tail -1
+done
+echo "== vidpose, closing"
+"$BIN" bench pose "$CKPT" --batch "$BATCH" --runs "$RUNS" --warmup 2 | tee "$OUT/vidpose_$((ROUNDS + 1)).json"
 
 python3 - "$OUT" "$BATCH" <<'PY'
-import json, sys
+import glob, json, statistics, sys
 out, batch = sys.argv[1], sys.argv[2]
-ours = min(json.load(open(f"{out}/vidpose_{i}.json"))["median_ms"] for i in (1, 2))
-t = json.load(open(f"{out}/torch.json"))[f"batch{batch}"]
-print(f"HRNet-W32 256x192 batch {batch}, 2 threads: vidpose {ours:.1f} ms, PyTorch {t['median_ms']:.1f} ms "
-      f"(other load {t['other_cores_during']} cores) -> ratio {ours / t['median_ms']:.2f}x")
+ours = [t for f in sorted(glob.glob(f"{out}/vidpose_*.json")) for t in json.load(open(f))["runs_ms"]]
+theirs, load = [], []
+for f in sorted(glob.glob(f"{out}/torch_*.json")):
+    r = json.load(open(f))[f"batch{batch}"]
+    theirs += r["runs_ms"]
+    load.append(r["other_cores_during"])
+lo, md = min(ours), statistics.median(ours)
+tlo, tmd = min(theirs), statistics.median(theirs)
+print(f"HRNet-W32 256x192 batch {batch}, 2 threads, {len(ours)} vidpose and {len(theirs)} PyTorch runs:")
+print(f"  vidpose min {lo:.0f} ms, median {md:.0f} ms; PyTorch min {tlo:.0f} ms, median {tmd:.0f} ms "
+      f"(other load during PyTorch: {', '.join(f'{l:.2f}' for l in load)} cores)")
+print(f"  ratio (vidpose / PyTorch): min {lo / tlo:.2f}x, median {md / tmd:.2f}x")
 PY
