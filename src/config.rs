@@ -414,6 +414,10 @@ pub struct RenderConfig {
     pub codec: crate::video::encode::VideoCodec,
     /// Constant quality for H.264 (`crf`), lower is better.
     pub crf: u32,
+    /// Send the overlay live to this FFmpeg output URL instead of writing `<name>.mp4`
+    /// (`udp://`, `tcp://`, `srt://`, `rtp://`, `rtmp(s)://`, `rtsp://`, `http(s)://`); `{name}`
+    /// is replaced by the input's name, so several inputs can each have their own.
+    pub stream: Option<String>,
 }
 
 impl Default for RenderConfig {
@@ -422,6 +426,7 @@ impl Default for RenderConfig {
             enabled: false,
             codec: crate::video::encode::VideoCodec::Auto,
             crf: 23,
+            stream: None,
         }
     }
 }
@@ -651,6 +656,14 @@ impl Config {
                 "render.crf",
                 format!("expected 0..=51, got {}", self.render.crf),
             ));
+        }
+        if let Some(url) = &self.render.stream {
+            if crate::video::encode::stream_muxer(url).is_none() {
+                return Err(bad(
+                    "render.stream",
+                    format!("`{url}` is not a stream URL vidpose can send to: expected udp://, tcp://, srt://, rtp://, rtmp(s)://, rtsp:// or http(s)://"),
+                ));
+            }
         }
         if self.pipeline.channel_capacity == 0 {
             return Err(bad(

@@ -224,6 +224,18 @@ fn load_config(args: &RunArgs) -> Result<Config> {
     Ok(config)
 }
 
+/// The overlay's settings when one is wanted: a file (`render.enabled`) or a live stream
+/// (`render.stream`).
+fn overlay_settings(config: &Config) -> Option<vidpose::sinks::OverlaySettings> {
+    (config.render.enabled || config.render.stream.is_some()).then(|| {
+        vidpose::sinks::OverlaySettings {
+            codec: config.render.codec,
+            crf: config.render.crf,
+            stream: config.render.stream.clone(),
+        }
+    })
+}
+
 /// The sinks of a run: JSON Lines when asked for (first: a frame's line goes out before the
 /// overlay encodes it), then the PoseTrack JSON, the overlay and the progress bars.
 fn run_sinks(
@@ -269,13 +281,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })
         .context("cannot install the Ctrl-C / SIGTERM handler")?;
     }
-    let overlay = config
-        .render
-        .enabled
-        .then_some(vidpose::sinks::OverlaySettings {
-            codec: config.render.codec,
-            crf: config.render.crf,
-        });
+    let overlay = overlay_settings(&config);
     let sink = run_sinks(&config, overlay, config.pipeline.progress)?;
     eprintln!(
         "vidpose: {} video(s) -> {}",
@@ -597,13 +603,7 @@ fn bench_run(mut args: BenchRunArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    let overlay = config
-        .render
-        .enabled
-        .then_some(vidpose::sinks::OverlaySettings {
-            codec: config.render.codec,
-            crf: config.render.crf,
-        });
+    let overlay = overlay_settings(&config);
     let sink = run_sinks(&config, overlay, false)?;
     let result = pipeline::run(&config, jobs, sink, Arc::new(AtomicBool::new(false)));
     if let Some(dir) = &scratch {

@@ -883,3 +883,98 @@ fn two_streams_figures() {
         }
     }
 }
+
+/// An FFmpeg process receiving an MPEG-TS stream on a TCP port into `file`, ending when the
+/// sender closes the connection.
+fn tcp_receiver(port: u16, file: &Path) -> Child {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-f", "mpegts", "-i"])
+        .arg(format!("tcp://127.0.0.1:{port}?listen=1"))
+        .args(["-c", "copy", "-y"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg starts");
+    let started = Instant::now();
+    while !listening(port) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ffmpeg does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn the_overlay_streams_live_to_a_url() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _server = Server::http(port, 2.0);
+    let sink_port = free_port();
+    let received = dir.path().join("received.ts");
+    let mut receiver = tcp_receiver(sink_port, &received);
+    let cfg = config(
+        dir.path(),
+        port,
+        &[&format!("render.stream='tcp://127.0.0.1:{sink_port}'")],
+    );
+    let overlay = vidpose::sinks::OverlaySettings {
+        codec: cfg.render.codec,
+        crf: cfg.render.crf,
+        stream: cfg.render.stream.clone(),
+    };
+    let jobs = discover::discover(&[PathBuf::from(url(port))]).unwrap();
+    let report = pipeline::run_with_pose(
+        &cfg,
+        jobs,
+        Some(Box::new(FakePose {
+            delay: Duration::ZERO,
+        })),
+        Box::new(vidpose::sinks::standard(Some(overlay), false)),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let frames = report.videos[0].frames;
+    assert!(frames >= 40, "{frames} frames");
+    // The receiver ends when vidpose closes the stream.
+    let started = Instant::now();
+    while receiver.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = receiver.kill();
+            panic!("the overlay stream was not closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames,width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(&received)
+        .output()
+        .unwrap();
+    // MPEG-TS lists the stream under its program too: the first line is enough.
+    let text = String::from_utf8_lossy(&probe.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    assert_eq!(first, format!("96,64,{frames}"), "every frame arrived");
+    // Streamed instead of written: no overlay file.
+    assert!(!dir
+        .path()
+        .join("out")
+        .join(format!("{}.mp4", name(port)))
+        .exists());
+}
+
+#[test]
+fn an_overlay_url_of_an_unknown_scheme_is_refused() {
+    let e = Config::load(None, &["render.stream='ftp://example.org/x'".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("render.stream") && e.contains("ftp://"), "{e}");
+}

@@ -302,6 +302,7 @@ fn png_frames_of_a_posetrack_sequence_are_named_png() {
 fn overlay_sink() -> Box<dyn FrameSink> {
     Box::new(vidpose::sinks::standard(
         Some(OverlaySettings {
+            stream: None,
             codec: VideoCodec::Auto,
             crf: 23,
         }),

@@ -24,6 +24,11 @@ pub fn output_paths(dir: &Path, job: &VideoJob, render: bool) -> (PathBuf, Optio
     )
 }
 
+/// Whether each video gets an overlay file: rendering is on and not streamed instead.
+fn overlay_file(config: &Config) -> bool {
+    config.render.enabled && config.render.stream.is_none()
+}
+
 /// The stream information used before a video is opened.
 fn placeholder_info() -> StreamInfo {
     StreamInfo {
@@ -102,7 +107,7 @@ fn check_side_file(
         }
     }
     for job in jobs {
-        let (json, video) = output_paths(&config.output.dir, job, config.render.enabled);
+        let (json, video) = output_paths(&config.output.dir, job, overlay_file(config));
         for out in [Some(json), video].into_iter().flatten() {
             if same_file(file, &out) {
                 return Err(PipelineError::Output(format!(
@@ -192,7 +197,7 @@ pub fn plan(
     let mut planned = Vec::new();
     for (id, job) in jobs.into_iter().enumerate() {
         let (output_json, output_video) =
-            output_paths(&config.output.dir, &job, config.render.enabled);
+            output_paths(&config.output.dir, &job, overlay_file(config));
         let replaced = [Some(&output_json), output_video.as_ref()]
             .into_iter()
             .flatten()

@@ -1,4 +1,5 @@
-//! The overlay video: each frame with its people drawn, encoded next to the JSON. It is extra:
+//! The overlay video: each frame with its people drawn, encoded next to the JSON or streamed
+//! live to a URL (`render.stream`). It is extra:
 //! when it cannot be made (a 1x1 video, a full disk) the JSON is still written, and the user is
 //! told.
 
@@ -8,15 +9,18 @@ use std::sync::Arc;
 
 use crate::pipeline::messages::{Frame, VideoFailure, VideoMeta};
 use crate::pipeline::sink::FrameSink;
-use crate::video::encode::{OverlayWriter, VideoCodec};
+use crate::video::encode::{OverlayTarget, OverlayWriter, VideoCodec};
 
 /// How overlay videos are encoded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OverlaySettings {
     /// The encoder.
     pub codec: VideoCodec,
     /// Quality (lower is better), 0..=51.
     pub crf: u32,
+    /// An FFmpeg output URL (with `{name}` for the input's name) the overlay is streamed to
+    /// instead of `<name>.mp4`.
+    pub stream: Option<String>,
 }
 
 /// One video's overlay under construction.
@@ -59,14 +63,16 @@ impl FrameSink for OverlaySink {
     }
 
     fn frame(&mut self, frame: &mut Frame) -> Result<(), VideoFailure> {
-        let Some(path) = &frame.video.output_video else {
-            return Ok(());
+        let target = match (&self.settings.stream, &frame.video.output_video) {
+            (Some(url), _) => OverlayTarget::Stream(url.replace("{name}", &frame.video.job.name)),
+            (None, Some(path)) => OverlayTarget::File(path.clone()),
+            (None, None) => return Ok(()),
         };
         let open = self.open.entry(frame.video.id).or_default();
         if open.writer.is_none() && !open.failed {
             let img = &frame.decoded.image;
             match OverlayWriter::create(
-                path,
+                &target,
                 img.width,
                 img.height,
                 frame.video.info.fps,

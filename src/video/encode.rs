@@ -22,11 +22,34 @@ pub enum VideoCodec {
     Mpeg4,
 }
 
-/// An mp4 being written. Call `finish` to complete it; dropping it unfinished removes the
-/// temporary file.
+/// Where an overlay goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverlayTarget {
+    /// An mp4 file, written under a temporary name and renamed when complete.
+    File(PathBuf),
+    /// A live stream to an FFmpeg output URL, sent as frames come (see [`stream_muxer`]).
+    Stream(String),
+}
+
+/// The FFmpeg muxer a live overlay URL takes, by its scheme; `None` for other schemes.
+pub fn stream_muxer(url: &str) -> Option<&'static str> {
+    let scheme = url.split_once("://")?.0.to_ascii_lowercase();
+    match scheme.as_str() {
+        "rtmp" | "rtmps" => Some("flv"),
+        "rtsp" => Some("rtsp"),
+        "rtp" => Some("rtp_mpegts"),
+        "udp" | "tcp" | "srt" | "http" | "https" => Some("mpegts"),
+        _ => None,
+    }
+}
+
+/// An overlay being written. Call `finish` to complete it; dropping an unfinished file removes
+/// its temporary file.
 pub struct OverlayWriter {
+    /// The file, or the stream's URL (for messages).
     path: PathBuf,
-    tmp: PathBuf,
+    /// The temporary file; `None` for a stream.
+    tmp: Option<PathBuf>,
     output: ffmpeg::format::context::Output,
     encoder: ffmpeg::encoder::Video,
     scaler: scaling::Context,
@@ -46,10 +69,11 @@ fn rational_fps(fps: f64) -> ffmpeg::Rational {
 }
 
 impl OverlayWriter {
-    /// Starts an mp4 at `path` (written under a temporary name); odd sizes are cropped to even.
-    /// `crf` is H.264's constant rate factor (lower is better quality), unused for MPEG-4.
+    /// Starts an mp4 file (written under a temporary name) or a live stream; odd sizes are
+    /// cropped to even. `crf` is H.264's constant rate factor (lower is better quality), unused
+    /// for MPEG-4.
     pub fn create(
-        path: &Path,
+        target: &OverlayTarget,
         width: u32,
         height: u32,
         fps: f64,
@@ -57,8 +81,12 @@ impl OverlayWriter {
         crf: u32,
     ) -> Result<Self, VideoError> {
         super::decode::init();
+        let path = match target {
+            OverlayTarget::File(path) => path.clone(),
+            OverlayTarget::Stream(url) => PathBuf::from(url),
+        };
         let err = |message: String| VideoError::Encode {
-            path: path.to_path_buf(),
+            path: path.clone(),
             message,
         };
         // Encoders for 4:2:0 need even sizes.
@@ -66,12 +94,25 @@ impl OverlayWriter {
         if enc_w == 0 || enc_h == 0 {
             return Err(err(format!("frame size {width}x{height} is too small")));
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-        }
-        let tmp = crate::fsutil::temp_path(path);
-        let mut output =
-            ffmpeg::format::output_as(&tmp, "mp4").map_err(|e| err(format!("mp4 muxer: {e}")))?;
+        let (mut output, tmp) = match target {
+            OverlayTarget::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+                }
+                let tmp = crate::fsutil::temp_path(path);
+                let output = ffmpeg::format::output_as(&tmp, "mp4")
+                    .map_err(|e| err(format!("mp4 muxer: {e}")))?;
+                (output, Some(tmp))
+            }
+            OverlayTarget::Stream(url) => {
+                let muxer = stream_muxer(url)
+                    .ok_or_else(|| err("not a stream URL vidpose can send to".into()))?;
+                let output = ffmpeg::format::output_as(url, muxer)
+                    .map_err(|e| err(format!("cannot open the stream ({muxer}): {e}")))?;
+                (output, None)
+            }
+        };
+        let live = tmp.is_none();
         let h264 = ffmpeg::encoder::find(ffmpeg::codec::Id::H264);
         let chosen = match codec {
             VideoCodec::H264 => h264.ok_or_else(|| err("FFmpeg has no H.264 encoder".into()))?,
@@ -110,6 +151,10 @@ impl OverlayWriter {
         if is_h264 {
             options.set("preset", "veryfast");
             options.set("crf", &crf.to_string());
+            if live {
+                // No frames held back for look-ahead or B-frames: a viewer sees each at once.
+                options.set("tune", "zerolatency");
+            }
         } else {
             enc.set_bit_rate((enc_w as usize * enc_h as usize * fps as usize / 8).max(400_000));
         }
@@ -120,7 +165,7 @@ impl OverlayWriter {
         stream.set_time_base(time_base);
         output
             .write_header()
-            .map_err(|e| err(format!("cannot write the mp4 header: {e}")))?;
+            .map_err(|e| err(format!("cannot write the header: {e}")))?;
         let scaler = scaling::Context::get(
             Pixel::RGB24,
             enc_w,
@@ -132,7 +177,7 @@ impl OverlayWriter {
         )
         .map_err(|e| err(e.to_string()))?;
         Ok(Self {
-            path: path.to_path_buf(),
+            path,
             tmp,
             output,
             encoder,
@@ -197,7 +242,8 @@ impl OverlayWriter {
         Ok(())
     }
 
-    /// Flushes the encoder, writes the trailer and moves the file into place.
+    /// Flushes the encoder, writes the trailer and moves a file into place; returns the file
+    /// or the stream's URL.
     pub fn finish(mut self) -> Result<PathBuf, VideoError> {
         self.encoder
             .send_eof()
@@ -205,8 +251,10 @@ impl OverlayWriter {
         self.drain()?;
         self.output
             .write_trailer()
-            .map_err(|e| self.err(format!("mp4 trailer: {e}")))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| self.err(e.to_string()))?;
+            .map_err(|e| self.err(format!("trailer: {e}")))?;
+        if let Some(tmp) = &self.tmp {
+            std::fs::rename(tmp, &self.path).map_err(|e| self.err(e.to_string()))?;
+        }
         self.finished = true;
         Ok(self.path.clone())
     }
@@ -214,8 +262,8 @@ impl OverlayWriter {
 
 impl Drop for OverlayWriter {
     fn drop(&mut self) {
-        if !self.finished {
-            let _ = std::fs::remove_file(&self.tmp);
+        if let Some(tmp) = self.tmp.as_ref().filter(|_| !self.finished) {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }

@@ -7,7 +7,7 @@ pub mod synthetic;
 use std::path::{Path, PathBuf};
 
 use vidpose::image::RgbImage;
-use vidpose::video::encode::{write_jpeg, OverlayWriter, VideoCodec};
+use vidpose::video::encode::{write_jpeg, OverlayTarget, OverlayWriter, VideoCodec};
 
 /// A frame whose whole area has grey level `level`, with a white square at column `i * 8`
 /// so frames differ in content as well as brightness.
@@ -30,7 +30,15 @@ pub fn level(i: usize) -> u8 {
 
 /// Writes an mp4 of `n` frames (MPEG-4 Part 2, present in every FFmpeg build).
 pub fn make_mp4(path: &Path, n: usize, width: u32, height: u32, fps: f64) {
-    let mut w = OverlayWriter::create(path, width, height, fps, VideoCodec::Mpeg4, 23).unwrap();
+    let mut w = OverlayWriter::create(
+        &OverlayTarget::File(path.to_path_buf()),
+        width,
+        height,
+        fps,
+        VideoCodec::Mpeg4,
+        23,
+    )
+    .unwrap();
     for i in 0..n {
         w.write(&test_frame(width, height, level(i))).unwrap();
     }
