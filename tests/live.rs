@@ -128,17 +128,7 @@ fn boxes_file(path: &Path, video: &str, frames: u64) {
 fn config(dir: &Path, port: u16, extra: &[&str]) -> Config {
     let boxes = dir.join("boxes.json");
     boxes_file(&boxes, &name(port), 3000);
-    let mut overrides = vec![
-        format!("output.dir='{}'", dir.join("out").display()),
-        format!("detector.boxes='{}'", boxes.display()),
-        "detector.kind=boxes".to_string(),
-        "pipeline.progress=false".to_string(),
-        "input.timeout_s=3".to_string(),
-        "input.reconnect.attempts=0".to_string(),
-    ];
-    overrides.extend(extra.iter().map(|s| s.to_string()));
-    std::fs::create_dir_all(dir.join("out")).unwrap();
-    Config::load(None, &overrides).unwrap()
+    config_many(dir, &boxes, extra)
 }
 
 /// Keypoints spread over the box, after `delay` per call.

@@ -77,6 +77,24 @@ pub struct Image {
     pub extra: Map<String, Value>,
 }
 
+impl Image {
+    /// An entry with an id, a file name and a sequence id, the id also its `frame_id`, and
+    /// nothing else.
+    pub fn new(id: u64, file_name: String, vid_id: String) -> Self {
+        Self {
+            id,
+            file_name,
+            vid_id: Some(vid_id),
+            frame_id: Some(id),
+            nframes: None,
+            is_labeled: None,
+            ignore_regions_x: None,
+            ignore_regions_y: None,
+            extra: Default::default(),
+        }
+    }
+}
+
 /// One person in one frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Annotation {

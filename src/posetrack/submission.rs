@@ -194,17 +194,7 @@ pub fn image_entry(job: &VideoJob, frame: FramePlace<'_>) -> Image {
                     .into_owned(),
                 None => seq.file_name(number),
             };
-            Image {
-                id,
-                file_name,
-                vid_id: Some(format!("{:06}", seq.number)),
-                frame_id: Some(id),
-                nframes: None,
-                is_labeled: None,
-                ignore_regions_x: None,
-                ignore_regions_y: None,
-                extra: Default::default(),
-            }
+            Image::new(id, file_name, format!("{:06}", seq.number))
         }
         None => {
             // A video's frames are numbered from their timestamps: after frames lost to damage,
@@ -213,22 +203,13 @@ pub fn image_entry(job: &VideoJob, frame: FramePlace<'_>) -> Image {
                 SourceKind::VideoFile(_) | SourceKind::Stream { .. } => frame.number,
                 _ => frame.index,
             };
-            Image {
-                id: index,
-                file_name: match &job.kind {
-                    SourceKind::VideoFile(_) | SourceKind::Stream { .. } => {
-                        format!("{}/{:06}.jpg", job.name, index)
-                    }
-                    _ => format!("{}/{}", job.name, frame.file_name),
-                },
-                vid_id: Some(job.name.clone()),
-                frame_id: Some(index),
-                nframes: None,
-                is_labeled: None,
-                ignore_regions_x: None,
-                ignore_regions_y: None,
-                extra: Default::default(),
-            }
+            let file_name = match &job.kind {
+                SourceKind::VideoFile(_) | SourceKind::Stream { .. } => {
+                    format!("{}/{:06}.jpg", job.name, index)
+                }
+                _ => format!("{}/{}", job.name, frame.file_name),
+            };
+            Image::new(index, file_name, job.name.clone())
         }
     }
 }
@@ -279,17 +260,7 @@ mod tests {
     use crate::posetrack::format::PoseTrackFile;
 
     fn image(id: u64) -> Image {
-        Image {
-            id,
-            file_name: format!("seq/{id:06}.jpg"),
-            vid_id: Some("seq".into()),
-            frame_id: Some(id),
-            nframes: None,
-            is_labeled: None,
-            ignore_regions_x: None,
-            ignore_regions_y: None,
-            extra: Default::default(),
-        }
+        Image::new(id, format!("seq/{id:06}.jpg"), "seq".into())
     }
 
     fn person(x: f64) -> Annotation {
