@@ -1,7 +1,7 @@
 //! The GPU machine's check, run by `scripts/device_check.sh`: CPU-vs-device parity and device
 //! throughput, written as JSON. Needs no FFmpeg, no checkpoint download and no network.
 //!
-//!   device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing]
+//!   device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only]
 //!
 //! 1. The committed narrow fixtures (`tests/fixtures/hrnet`, `tests/fixtures/cascade`): the
 //!    CPU in f32 against the device in f32, f16 and bf16.
@@ -38,6 +38,7 @@ struct Args {
     out: PathBuf,
     full: bool,
     timing: bool,
+    dtypes: Vec<DType>,
 }
 
 fn args() -> Result<Args> {
@@ -46,6 +47,7 @@ fn args() -> Result<Args> {
         out: std::env::var_os("OUT").map_or_else(|| PathBuf::from("."), PathBuf::from),
         full: true,
         timing: true,
+        dtypes: vec![DType::F32, DType::F16, DType::BF16],
     };
     let mut device = "cuda:0".to_string();
     let mut it = std::env::args().skip(1);
@@ -55,8 +57,10 @@ fn args() -> Result<Args> {
             "--out" => a.out = it.next().context("--out needs a folder")?.into(),
             "--skip-full" => a.full = false,
             "--skip-timing" => a.timing = false,
+            // f16 on the CPU is slow: a CPU smoke test of the program can leave it out
+            "--f32-only" => a.dtypes = vec![DType::F32],
             _ => bail!(
-                "usage: device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing]"
+                "usage: device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only]"
             ),
         }
     }
@@ -124,13 +128,14 @@ fn pose_options(dtype: DType, batch_size: usize) -> PoseOptions {
 fn pose_parity(
     build: &dyn Fn(&Device, DType) -> Result<PoseEstimator>,
     device: &Device,
+    dtypes: &[DType],
     items: &[(&RgbImage, BBox)],
     failures: &mut Vec<String>,
     what: &str,
 ) -> Result<Value> {
     let reference = build(&Device::Cpu, DType::F32)?;
     let mut out = serde_json::Map::new();
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
+    for &dtype in dtypes {
         let t0 = Instant::now();
         let result = build(device, dtype).and_then(|c| Ok(compare_pose(&reference, &c, items)?));
         let v = match result {
@@ -158,13 +163,14 @@ fn pose_parity(
 fn detector_parity(
     build: &dyn Fn(&Device, DType) -> Result<CascadeRcnn>,
     device: &Device,
+    dtypes: &[DType],
     img: &RgbImage,
     failures: &mut Vec<String>,
     what: &str,
 ) -> Result<Value> {
     let reference = build(&Device::Cpu, DType::F32)?;
     let mut out = serde_json::Map::new();
-    for dtype in [DType::F32, DType::F16, DType::BF16] {
+    for &dtype in dtypes {
         let t0 = Instant::now();
         let result = build(device, dtype).and_then(|c| Ok(compare_detector(&reference, &c, img)?));
         let v = match result {
@@ -232,7 +238,14 @@ fn main() -> Result<()> {
     };
     report.insert(
         "fixture_hrnet".into(),
-        pose_parity(&build, device, &items, &mut failures, "fixture hrnet")?,
+        pose_parity(
+            &build,
+            device,
+            &args.dtypes,
+            &items,
+            &mut failures,
+            "fixture hrnet",
+        )?,
     );
     let cascade = fixtures().join("cascade");
     let crop =
@@ -251,7 +264,14 @@ fn main() -> Result<()> {
     };
     report.insert(
         "fixture_cascade_x".into(),
-        detector_parity(&build, device, &crop_img, &mut failures, "fixture cascade")?,
+        detector_parity(
+            &build,
+            device,
+            &args.dtypes,
+            &crop_img,
+            &mut failures,
+            "fixture cascade",
+        )?,
     );
 
     // 2. random full-size models
@@ -275,7 +295,14 @@ fn main() -> Result<()> {
         };
         report.insert(
             "random_hrnet_w32".into(),
-            pose_parity(&build, device, &items, &mut failures, "random hrnet-w32")?,
+            pose_parity(
+                &build,
+                device,
+                &args.dtypes,
+                &items,
+                &mut failures,
+                "random hrnet-w32",
+            )?,
         );
         let build = |d: &Device, t: DType| -> Result<CascadeRcnn> {
             Ok(CascadeRcnn::new(weights.var_builder(t, d), &x101)?)
@@ -285,6 +312,7 @@ fn main() -> Result<()> {
             detector_parity(
                 &build,
                 device,
+                &args.dtypes,
                 &det_frame,
                 &mut failures,
                 "random cascade-x101",
