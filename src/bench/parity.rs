@@ -127,7 +127,8 @@ fn iou(a: &BBox, b: &BBox) -> f32 {
 /// Random weights for any model, the same for every device and dtype: each tensor is drawn
 /// from a generator seeded by its name. Scales keep a random 100-layer network tame: He
 /// initialisation for convolutions, 1/√fan-in for linear layers, batch-norm scales of 0.2-0.5
-/// (which damp every residual branch), variances of 0.5-1.5, small biases and means.
+/// (which damp every residual branch), variances of 0.5-1.5, small biases and means; the
+/// detector's person logit gets a bias of 3 so that there are detections to compare.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomWeights {
     /// Mixed into every tensor's seed.
@@ -152,6 +153,11 @@ impl RandomWeights {
             ("running_var", _) => (0..n).map(|_| 0.5 + rng.uniform()).collect(),
             ("running_mean", _) => (0..n).map(|_| 0.1 * rng.normal()).collect(),
             ("weight", 1) => (0..n).map(|_| 0.2 + 0.3 * rng.uniform()).collect(),
+            // the box head's person logit raised, so that random weights still give person
+            // detections (scores about 0.2) to compare
+            ("bias", _) if name.contains("fc_cls") => (0..n)
+                .map(|i| 0.01 * rng.normal() + if i == 0 { 3.0 } else { 0.0 })
+                .collect(),
             ("bias", _) => (0..n).map(|_| 0.01 * rng.normal()).collect(),
             ("weight", 4) => {
                 let std = (2.0 / fan_in as f32).sqrt();
@@ -243,4 +249,31 @@ pub fn spread_boxes(width: u32, height: u32, n: usize) -> Vec<BBox> {
             BBox::new(x1, y1, x1 + bw, y1 + bh)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::CascadeRcnnConfig;
+
+    #[test]
+    fn random_weights_are_the_same_every_time_and_give_detections() -> candle_core::Result<()> {
+        let w = RandomWeights { seed: 3 };
+        let a = w.var_builder(DType::F32, &Device::Cpu);
+        let b = w.var_builder(DType::F32, &Device::Cpu);
+        let shape = (8, 4, 3, 3);
+        let (x, y) = (a.get(shape, "conv.weight")?, b.get(shape, "conv.weight")?);
+        assert_eq!(
+            x.flatten_all()?.to_vec1::<f32>()?,
+            y.flatten_all()?.to_vec1::<f32>()?
+        );
+        let cfg = CascadeRcnnConfig::narrow([1, 1, 1, 1], 4, 2, 2, 8, 16, (160, 96));
+        let reference = CascadeRcnn::new(w.var_builder(DType::F32, &Device::Cpu), &cfg)?;
+        let same = CascadeRcnn::new(w.var_builder(DType::F32, &Device::Cpu), &cfg)?;
+        let d = compare_detector(&reference, &same, &synthetic_frame(160, 96))
+            .map_err(candle_core::Error::wrap)?;
+        assert!(d.reference > 0, "{d:?}");
+        assert_eq!((d.matched, d.fpn_rel, d.box_rel), (d.reference, 0.0, 0.0));
+        Ok(())
+    }
 }
