@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::models::ModelTask;
-use crate::nn::device::DeviceSpec;
+use crate::nn::device::{DeviceSpec, Precision};
 use crate::pose::codec::HeatmapDecoding;
 use crate::track::{TrackerConfig, TrackerKind};
 use crate::yaml::{self, BadChoice};
@@ -340,6 +340,8 @@ pub struct DetectorConfig {
     pub checkpoint: Option<PathBuf>,
     /// Frames per forward pass, gathered across frames and videos.
     pub batch_size: usize,
+    /// The Cascade R-CNN's weights and activations: `f32`, `f16` or `bf16`.
+    pub dtype: Precision,
     /// A partial batch is run after waiting this long for more frames.
     pub batch_timeout_ms: u64,
     /// Detect on frames 0, k, 2k, ...; in between, each tracked person's box comes from its
@@ -363,6 +365,7 @@ impl Default for DetectorConfig {
             model: "cascade_rcnn_x101_64x4d_fpn_20e_coco".into(),
             checkpoint: None,
             batch_size: 1,
+            dtype: Precision::F32,
             batch_timeout_ms: 20,
             interval: 1,
             refresh_score: 0.3,
@@ -387,6 +390,8 @@ pub struct PoseConfig {
     pub decode: HeatmapDecoding,
     /// Crops per forward pass, gathered across frames and videos.
     pub batch_size: usize,
+    /// HRNet's weights and activations: `f32`, `f16` or `bf16`.
+    pub dtype: Precision,
     /// A partial batch is run after waiting this long for more crops.
     pub batch_timeout_ms: u64,
 }
@@ -399,6 +404,7 @@ impl Default for PoseConfig {
             flip_test: true,
             decode: HeatmapDecoding::Msra,
             batch_size: 8,
+            dtype: Precision::F32,
             batch_timeout_ms: 20,
         }
     }
@@ -588,6 +594,18 @@ impl Config {
         }
         if self.detector.batch_size == 0 {
             return Err(bad("detector.batch_size", "expected at least 1".into()));
+        }
+        // candle's CPU matrix product has no bf16: such a model would fail on its first frame
+        for (key, dtype) in [
+            ("detector.dtype", self.detector.dtype),
+            ("pose.dtype", self.pose.dtype),
+        ] {
+            if dtype == Precision::Bf16 && self.device == DeviceSpec::Cpu {
+                return Err(bad(
+                    key,
+                    "bf16 needs a CUDA device (`device: cuda:N`); on the CPU use f32 or f16".into(),
+                ));
+            }
         }
         // The model cards are the one list of models.
         for (key, task, value, none_allowed) in [

@@ -46,6 +46,29 @@ fn overrides_keep_their_types() {
 }
 
 #[test]
+fn dtypes_default_to_f32_and_parse() {
+    use vidpose::nn::device::Precision;
+    let c = Config::default();
+    assert_eq!(
+        (c.pose.dtype, c.detector.dtype),
+        (Precision::F32, Precision::F32)
+    );
+    let c = Config::load(
+        Some(&shipped()),
+        &[
+            "device=cuda:0".into(),
+            "pose.dtype=bf16".into(),
+            "detector.dtype=f16".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.pose.dtype, Precision::Bf16);
+    assert_eq!(c.detector.dtype, Precision::F16);
+    assert_eq!(c.pose.dtype.dtype(), candle_core::DType::BF16);
+    assert_eq!(c.detector.dtype.to_string(), "f16");
+}
+
+#[test]
 fn missing_file() {
     let e = Config::load(Some(Path::new("/nonexistent/pipeline.yaml")), &[]).unwrap_err();
     assert!(matches!(e, ConfigError::Io { .. }));
@@ -109,6 +132,9 @@ fn bad_values() {
         ("input:\n  shard: 3/2\n", "input.shard"),
         ("input:\n  image_fps: -1\n", "input.image_fps"),
         ("render:\n  codec: vp9\n", "render.codec"),
+        ("pose:\n  dtype: f64\n", "pose.dtype"),
+        ("detector:\n  dtype: half\n", "detector.dtype"),
+        ("pose:\n  dtype: bf16\n", "pose.dtype"),
     ] {
         let p = write(&dir, text);
         let e = Config::load(Some(&p), &[]).unwrap_err().to_string();

@@ -200,6 +200,7 @@ fn estimator(r: &Reference, file: &Path, flip: bool, decoding: Decoding) -> Pose
         flip_test: flip,
         decoding,
         batch_size: 8,
+        ..Default::default()
     };
     PoseEstimator::load(file, r.config.clone(), options, &Device::Cpu).unwrap()
 }

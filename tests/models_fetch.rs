@@ -287,6 +287,7 @@ fn a_missing_checkpoint_says_how_to_get_it() {
         checkpoint: config.detector.checkpoint.as_deref(),
         models_dir: &config.models_dir,
         device: config.device,
+        dtype: config.detector.dtype,
     })
     .unwrap_err()
     .to_string();
@@ -297,6 +298,7 @@ fn a_missing_checkpoint_says_how_to_get_it() {
             checkpoint: config.pose.checkpoint.as_deref(),
             models_dir: &config.models_dir,
             device: config.device,
+            dtype: config.pose.dtype,
         },
         PoseSettings {
             flip_test: config.pose.flip_test,

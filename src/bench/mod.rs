@@ -1,6 +1,8 @@
 //! Stage benchmarks that need no reference: decode throughput, detector latency, and the
-//! stage report of a real run (`report`).
+//! stage report of a real run (`report`), and cross-device / cross-precision comparisons
+//! (`parity`).
 
+pub mod parity;
 pub mod report;
 
 use std::path::Path;

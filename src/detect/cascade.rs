@@ -190,6 +190,9 @@ pub struct CascadeRcnn {
     roi_head: CascadeRoiHead,
     cfg: CascadeRcnnConfig,
     device: Device,
+    /// Of the weights and activations; RoIAlign, the box head's inputs and everything after
+    /// the networks are f32.
+    dtype: DType,
 }
 
 impl CascadeRcnn {
@@ -209,6 +212,7 @@ impl CascadeRcnn {
             roi_head: CascadeRoiHead::new(vb.pp("roi_head"), cfg.roi_head.clone())?,
             cfg: cfg.clone(),
             device: vb.device().clone(),
+            dtype: vb.dtype(),
         })
     }
 
@@ -219,9 +223,19 @@ impl CascadeRcnn {
         cfg: &CascadeRcnnConfig,
         device: &Device,
     ) -> Result<Self, DetectError> {
+        Self::load_as(path, cfg, device, DType::F32)
+    }
+
+    /// [`Self::load`] with the weights converted to `dtype` (f32, f16 or bf16).
+    pub fn load_as(
+        path: impl AsRef<Path>,
+        cfg: &CascadeRcnnConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self, DetectError> {
         let path = path.as_ref();
         let ckpt = Checkpoint::open(path)?;
-        let vb = ckpt.var_builder(DType::F32, device);
+        let vb = ckpt.var_builder(dtype, device);
         let model = Self::new(vb, cfg).map_err(|source| DetectError::Load {
             path: path.to_path_buf(),
             source,
@@ -371,7 +385,7 @@ impl CascadeRcnn {
 
     /// Backbone and FPN: P2..P6 for a batch of preprocessed images.
     fn features(&self, input: &Tensor) -> Result<Vec<Tensor>, DetectError> {
-        let feats = self.backbone.forward(input)?;
+        let feats = self.backbone.forward(&input.to_dtype(self.dtype)?)?;
         Ok(self.neck.forward(&feats)?)
     }
 
@@ -394,9 +408,14 @@ impl CascadeRcnn {
             });
         }
         let n_roi_levels = self.cfg.roi_head.strides.len();
+        // RoIAlign reads f32 maps, whatever the networks' dtype (a no-op for f32)
+        let roi_levels = fpn[..n_roi_levels]
+            .iter()
+            .map(|t| t.to_dtype(DType::F32))
+            .collect::<candle_core::Result<Vec<_>>>()?;
         let out = self
             .roi_head
-            .forward(&fpn[..n_roi_levels], &proposals.boxes, meta.img_shape)?;
+            .forward(&roi_levels, &proposals.boxes, meta.img_shape)?;
         // back to original pixels: multiply by the reciprocal scale, as the reference does
         let (sx, sy) = (
             (1.0 / meta.scale_factor.0) as f32,

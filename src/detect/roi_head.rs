@@ -4,7 +4,7 @@
 //! the refined boxes are the next stage's RoIs. The final score is the softmax of the three
 //! stages' averaged logits; the final boxes are the last stage's refinement.
 
-use candle_core::{Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::box_coder::{decode, Deltas};
@@ -70,11 +70,17 @@ impl BoxHead {
         })
     }
 
+    /// f32 RoI features in, f32 logits and deltas out; the layers run in their own dtype.
     fn forward(&self, roi_feats: &Tensor) -> Result<(Tensor, Tensor)> {
-        let x = roi_feats.flatten_from(1)?;
+        let x = roi_feats
+            .flatten_from(1)?
+            .to_dtype(self.fc1.weight().dtype())?;
         let x = self.fc1.forward(&x)?.relu()?;
         let x = self.fc2.forward(&x)?.relu()?;
-        Ok((self.cls.forward(&x)?, self.reg.forward(&x)?))
+        Ok((
+            self.cls.forward(&x)?.to_dtype(DType::F32)?,
+            self.reg.forward(&x)?.to_dtype(DType::F32)?,
+        ))
     }
 }
 

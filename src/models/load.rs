@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::{builtin_cards, find, ModelError, ModelTask};
 use crate::detect::CascadeRcnn;
-use crate::nn::device::DeviceSpec;
+use crate::nn::device::{DeviceSpec, Precision};
 use crate::pose::codec::HeatmapDecoding;
 use crate::pose::{PoseEstimator, PoseOptions};
 
@@ -20,6 +20,8 @@ pub struct ModelSource<'a> {
     pub models_dir: &'a Path,
     /// The device the model runs on.
     pub device: DeviceSpec,
+    /// The precision of its weights and activations.
+    pub dtype: Precision,
 }
 
 /// How the pose model post-processes its heatmaps.
@@ -59,6 +61,7 @@ pub fn pose_model(
             .decode
             .for_input_height(model_config.input_size.1 as usize),
         batch_size: settings.batch_size,
+        dtype: source.dtype.dtype(),
     };
     let device = open_device(source.device)?;
     PoseEstimator::load(&checkpoint, model_config, options, &device).map_err(|e| ModelError::Load {
@@ -79,15 +82,8 @@ pub fn detector(source: ModelSource<'_>) -> Result<CascadeRcnn, ModelError> {
             expected: "detector".into(),
         })?;
     let checkpoint = card.checkpoint(source.checkpoint, source.models_dir, "detector")?;
-    // RoIAlign, NMS and the grouped convolution have CPU kernels only: on a CUDA device the
-    // pose model uses the GPU and the detector stays on the CPU.
-    if source.device != DeviceSpec::Cpu {
-        tracing::warn!(
-            "the detector runs on the CPU (device {} is used by the pose model): its RoIAlign, NMS and grouped-convolution operators have no CUDA kernels yet",
-            source.device
-        );
-    }
-    CascadeRcnn::load(&checkpoint, &model_config, &candle_core::Device::Cpu).map_err(|e| {
+    let device = open_device(source.device)?;
+    CascadeRcnn::load_as(&checkpoint, &model_config, &device, source.dtype.dtype()).map_err(|e| {
         ModelError::Load {
             what: "detector",
             name: card.name.clone(),

@@ -1,4 +1,5 @@
-//! The device a model runs on, as the configuration names it, and the candle device for it.
+//! The device a model runs on, as the configuration names it, and the candle device for it;
+//! the precision its weights and activations are kept in.
 
 use serde::Deserialize;
 
@@ -66,5 +67,41 @@ impl DeviceSpec {
                 reason: e.to_string(),
             }),
         }
+    }
+}
+
+/// The floating-point type of a model's weights and activations (`detector.dtype`,
+/// `pose.dtype`): `f32` (the reference), or `f16` / `bf16`, which halve memory traffic on a
+/// GPU at some cost in accuracy. Pre- and post-processing stay in f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (the default).
+    #[default]
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16: f32's range with 8 bits of mantissa.
+    Bf16,
+}
+
+impl Precision {
+    /// The candle dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::F16 => candle_core::DType::F16,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
     }
 }

@@ -76,6 +76,7 @@ pub fn run(
                 checkpoint: config.pose.checkpoint.as_deref(),
                 models_dir: &config.models_dir,
                 device: config.device,
+                dtype: config.pose.dtype,
             },
             PoseSettings {
                 flip_test: config.pose.flip_test,
@@ -251,6 +252,7 @@ fn run_planned(
                 checkpoint: det.checkpoint.as_deref(),
                 models_dir: &config.models_dir,
                 device: config.device,
+                dtype: det.dtype,
             })?)
         }
         Detector::LoadIfNeeded => None,

@@ -65,19 +65,24 @@ impl TopdownAffine {
     /// The `input_h x input_w` RGB crop, or `None` when the box is degenerate (zero area or
     /// non-finite), for which no transform exists.
     pub fn warp(&self, img: &RgbImage, cb: &CropBox) -> Option<Vec<u8>> {
-        let usable =
-            cb.scale[0] > 0.0 && cb.scale[1] > 0.0 && cb.center.iter().all(|v| v.is_finite());
-        if !usable {
-            return None;
-        }
-        let m = topdown_warp_matrix(cb.center, cb.scale, self.input_w, self.input_h)?;
-        let inv = invert_affine_f64(&m)?;
+        let inv = self.inverse(cb)?;
         Some(warp_affine_linear(
             img,
             &inv,
             self.input_w as usize,
             self.input_h as usize,
         ))
+    }
+
+    /// The map from crop pixels to image pixels, or `None` when the box is degenerate.
+    pub fn inverse(&self, cb: &CropBox) -> Option<[f64; 6]> {
+        let usable =
+            cb.scale[0] > 0.0 && cb.scale[1] > 0.0 && cb.center.iter().all(|v| v.is_finite());
+        if !usable {
+            return None;
+        }
+        let m = topdown_warp_matrix(cb.center, cb.scale, self.input_w, self.input_h)?;
+        invert_affine_f64(&m)
     }
 }
 

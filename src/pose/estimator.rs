@@ -18,6 +18,7 @@ use crate::pose::codec::{self, Decoding};
 use crate::pose::crop::{normalize_into, CropBox, TopdownAffine};
 use crate::pose::head::HeatmapHead;
 use crate::pose::hrnet::{HrNet, HrNetConfig};
+use crate::pose::ops::{crop_params, CropOp, FlipMerge, MsraPeaks};
 
 /// Why the pose model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,9 @@ pub struct PoseOptions {
     pub decoding: Decoding,
     /// Crops per forward pass (before flip doubling).
     pub batch_size: usize,
+    /// Weights and activations of the network (`pose.dtype`); crops, heatmap merging and
+    /// decoding stay in f32.
+    pub dtype: DType,
 }
 
 impl Default for PoseOptions {
@@ -74,6 +78,7 @@ impl Default for PoseOptions {
             flip_test: true,
             decoding: Decoding::Msra,
             batch_size: 8,
+            dtype: DType::F32,
         }
     }
 }
@@ -99,6 +104,20 @@ pub struct PoseOutput {
     pub heatmaps: Vec<f32>,
 }
 
+/// The result for a box without a crop: every keypoint at the box centre, score 0.
+fn unposed(b: &BBox) -> PoseOutput {
+    let (cx, cy) = b.center();
+    PoseOutput {
+        keypoints: [Keypoint {
+            x: cx,
+            y: cy,
+            score: 0.0,
+        }; NUM_KEYPOINTS],
+        crop: None,
+        heatmaps: Vec::new(),
+    }
+}
+
 impl PoseEstimator {
     /// Load an MMPose checkpoint (.pth zip or legacy, or .safetensors; 0.x or 1.x keys).
     pub fn load(
@@ -118,15 +137,26 @@ impl PoseEstimator {
         options: PoseOptions,
         device: &Device,
     ) -> Result<Self, PoseError> {
-        let vb = ckpt.var_builder(DType::F32, device);
-        let load_err = |source| PoseError::Load {
-            path: ckpt.path().display().to_string(),
-            source,
-        };
-        let backbone = HrNet::new(vb.pp("backbone"), &config.backbone).map_err(load_err)?;
-        let head = HeatmapHead::new(vb.pp("head"), config.backbone.out_channels(), NUM_KEYPOINTS)
-            .map_err(load_err)?;
+        let vb = ckpt.var_builder(options.dtype, device);
+        let model =
+            Self::from_var_builder(vb, config, options).map_err(|source| PoseError::Load {
+                path: ckpt.path().display().to_string(),
+                source,
+            })?;
         ckpt.check_all_used()?;
+        Ok(model)
+    }
+
+    /// Build from any `VarBuilder` rooted at the checkpoint's top (`backbone.`, `head.`): the
+    /// weights' dtype and device are the builder's (random weights for benchmarks, say).
+    pub fn from_var_builder(
+        vb: candle_nn::VarBuilder,
+        config: PoseModelConfig,
+        options: PoseOptions,
+    ) -> candle_core::Result<Self> {
+        let device = vb.device().clone();
+        let backbone = HrNet::new(vb.pp("backbone"), &config.backbone)?;
+        let head = HeatmapHead::new(vb.pp("head"), config.backbone.out_channels(), NUM_KEYPOINTS)?;
         Ok(Self {
             backbone,
             head,
@@ -134,9 +164,10 @@ impl PoseEstimator {
             config,
             options: PoseOptions {
                 batch_size: options.batch_size.max(1),
+                dtype: vb.dtype(),
                 ..options
             },
-            device: device.clone(),
+            device,
         })
     }
 
@@ -165,7 +196,7 @@ impl PoseEstimator {
         items: &[(&RgbImage, BBox)],
     ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, PoseError> {
         Ok(self
-            .estimate_detailed(items)?
+            .run(items, false)?
             .into_iter()
             .map(|o| o.keypoints)
             .collect())
@@ -176,27 +207,26 @@ impl PoseEstimator {
         &self,
         items: &[(&RgbImage, BBox)],
     ) -> Result<Vec<PoseOutput>, PoseError> {
+        self.run(items, true)
+    }
+
+    /// Keypoints, crops, and the merged heatmaps when `heatmaps` (on the CPU they are at hand
+    /// and always kept).
+    fn run(
+        &self,
+        items: &[(&RgbImage, BBox)],
+        heatmaps: bool,
+    ) -> Result<Vec<PoseOutput>, PoseError> {
+        if !self.device.is_cpu() {
+            return self.run_on_device(items, heatmaps);
+        }
         let (iw, ih) = (
             self.config.input_size.0 as usize,
             self.config.input_size.1 as usize,
         );
         let (hw, hh) = self.config.heatmap_size();
         let k = NUM_KEYPOINTS;
-        let mut outputs: Vec<PoseOutput> = items
-            .iter()
-            .map(|(_, b)| {
-                let (cx, cy) = b.center();
-                PoseOutput {
-                    keypoints: [Keypoint {
-                        x: cx,
-                        y: cy,
-                        score: 0.0,
-                    }; NUM_KEYPOINTS],
-                    crop: None,
-                    heatmaps: Vec::new(),
-                }
-            })
-            .collect();
+        let mut outputs: Vec<PoseOutput> = items.iter().map(|(_, b)| unposed(b)).collect();
         // Crops for the boxes that have one, warped on the compute pool: done one by one on
         // the calling thread, they left the pool idle between forward passes.
         let warped: Vec<(usize, CropBox, Option<Vec<u8>>)> = items
@@ -227,11 +257,9 @@ impl PoseEstimator {
                     let (pixels, flipped) = (&chunk[slot % n].1, slot >= n);
                     normalize_into(pixels, iw, ih, flipped, dst);
                 });
-            let x = Tensor::from_vec(input, (copies * n, 3, ih, iw), &self.device)?;
-            let hm = self
-                .forward(&x)?
-                .to_device(&Device::Cpu)?
-                .to_dtype(DType::F32)?;
+            let x = Tensor::from_vec(input, (copies * n, 3, ih, iw), &self.device)?
+                .to_dtype(self.options.dtype)?;
+            let hm = self.forward(&x)?.to_dtype(DType::F32)?;
             let hm = hm.flatten_all()?.to_vec1::<f32>()?;
             let per = k * hh * hw;
             for (j, (i, _)) in chunk.iter().enumerate() {
@@ -249,19 +277,149 @@ impl PoseEstimator {
                     plain.to_vec()
                 };
                 let peaks = codec::decode(&merged, k, hh, hw, self.options.decoding);
-                let cb = outputs[*i].crop.expect("valid crops have a box");
-                for (kp, p) in outputs[*i].keypoints.iter_mut().zip(&peaks) {
-                    let (x, y) = codec::to_image(p, self.config.input_size, (hw, hh), &cb);
-                    *kp = Keypoint {
-                        x,
-                        y,
-                        score: p.score,
-                    };
-                }
+                self.place(&mut outputs[*i], &peaks);
                 outputs[*i].heatmaps = merged;
             }
         }
         Ok(outputs)
+    }
+
+    /// [`Self::run`] on a GPU: each frame goes up once as bytes, the crops are warped there
+    /// ([`CropOp`]), the heatmaps merged ([`FlipMerge`]) and decoded ([`MsraPeaks`]) there, and
+    /// only `(x, y, score)` per keypoint comes back; the heatmaps too when asked for, or when
+    /// DARK decoding (host code) needs them.
+    fn run_on_device(
+        &self,
+        items: &[(&RgbImage, BBox)],
+        heatmaps: bool,
+    ) -> Result<Vec<PoseOutput>, PoseError> {
+        let (iw, ih) = (
+            self.config.input_size.0 as usize,
+            self.config.input_size.1 as usize,
+        );
+        let (hw, hh) = self.config.heatmap_size();
+        let k = NUM_KEYPOINTS;
+        let mut outputs: Vec<PoseOutput> = items.iter().map(|(_, b)| unposed(b)).collect();
+        // (item, frame slot, inverse map) for the boxes that have a crop
+        let mut frames: Vec<&RgbImage> = Vec::new();
+        let mut valid = Vec::new();
+        for (i, (img, b)) in items.iter().enumerate() {
+            let cb = self.crop.crop_box(b);
+            let Some(inv) = self.crop.inverse(&cb) else {
+                continue;
+            };
+            outputs[i].crop = Some(cb);
+            let slot = match frames.iter().position(|f| std::ptr::eq(*f, *img)) {
+                Some(s) => s,
+                None => {
+                    frames.push(img);
+                    frames.len() - 1
+                }
+            };
+            valid.push((i, slot, inv));
+        }
+        let uploaded = frames
+            .iter()
+            .map(|f| {
+                let (w, h) = (f.width as usize, f.height as usize);
+                Tensor::from_slice(&f.data, (h, w, 3), &self.device)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let op = CropOp {
+            out_w: iw,
+            out_h: ih,
+        };
+        let copies = if self.options.flip_test { 2 } else { 1 };
+        for chunk in valid.chunks(self.options.batch_size) {
+            let n = chunk.len();
+            // One crop launch per frame; `order` lists the batch slot of each crop produced,
+            // plain crops in slots 0..n, their mirrored copies in n..2n.
+            let (mut parts, mut order) = (Vec::new(), Vec::new());
+            for (slot, frame) in uploaded.iter().enumerate() {
+                let mut params = Vec::new();
+                for copy in 0..copies {
+                    for (j, (_, s, inv)) in chunk.iter().enumerate() {
+                        if *s == slot {
+                            params.extend(crop_params(inv, copy == 1));
+                            order.push((copy * n + j) as u32);
+                        }
+                    }
+                }
+                if !params.is_empty() {
+                    let rows = params.len() / 7;
+                    let p = Tensor::from_vec(params, (rows, 7), &self.device)?;
+                    parts.push(frame.apply_op2_no_bwd(&p, &op)?);
+                }
+            }
+            let mut x = Tensor::cat(&parts, 0)?;
+            if order.iter().enumerate().any(|(pos, &s)| pos as u32 != s) {
+                let mut at = vec![0u32; order.len()];
+                for (pos, &s) in order.iter().enumerate() {
+                    at[s as usize] = pos as u32;
+                }
+                x = x.index_select(&Tensor::new(at, &self.device)?, 0)?;
+            }
+            let hm = self
+                .forward(&x.to_dtype(self.options.dtype)?)?
+                .to_dtype(DType::F32)?;
+            let merged = if self.options.flip_test {
+                hm.apply_op1_no_bwd(&FlipMerge {
+                    flip_indices: FLIP_INDICES.to_vec(),
+                })?
+            } else {
+                hm
+            };
+            let host_maps = if heatmaps || self.options.decoding != Decoding::Msra {
+                Some(merged.flatten_all()?.to_vec1::<f32>()?)
+            } else {
+                None
+            };
+            let per = k * hh * hw;
+            let peaks: Vec<Vec<codec::HeatmapPeak>> = match &host_maps {
+                Some(maps) if self.options.decoding != Decoding::Msra => (0..n)
+                    .map(|j| {
+                        codec::decode(&maps[j * per..][..per], k, hh, hw, self.options.decoding)
+                    })
+                    .collect(),
+                _ => merged
+                    .apply_op1_no_bwd(&MsraPeaks)?
+                    .to_vec3::<f32>()?
+                    .into_iter()
+                    .map(|inst| {
+                        inst.into_iter()
+                            .map(|r| codec::HeatmapPeak {
+                                x: r[0],
+                                y: r[1],
+                                score: r[2],
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            };
+            for (j, ((i, _, _), inst)) in chunk.iter().zip(&peaks).enumerate() {
+                self.place(&mut outputs[*i], inst);
+                if heatmaps {
+                    if let Some(maps) = &host_maps {
+                        outputs[*i].heatmaps = maps[j * per..][..per].to_vec();
+                    }
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Heatmap peaks of one instance to keypoints in image pixels through its crop.
+    fn place(&self, out: &mut PoseOutput, peaks: &[codec::HeatmapPeak]) {
+        let cb = out.crop.expect("valid crops have a box");
+        let (hw, hh) = self.config.heatmap_size();
+        for (kp, p) in out.keypoints.iter_mut().zip(peaks) {
+            let (x, y) = codec::to_image(p, self.config.input_size, (hw, hh), &cb);
+            *kp = Keypoint {
+                x,
+                y,
+                score: p.score,
+            };
+        }
     }
 
     /// Time `runs` forward passes (backbone + head, no pre/post-processing) on a random batch
@@ -276,13 +434,14 @@ impl PoseEstimator {
             self.config.input_size.0 as usize,
             self.config.input_size.1 as usize,
         );
-        let x = Tensor::randn(0f32, 1.0, (batch, 3, ih, iw), &self.device)?;
+        let x = Tensor::randn(0f32, 1.0, (batch, 3, ih, iw), &self.device)?
+            .to_dtype(self.options.dtype)?;
         let mut times = Vec::with_capacity(runs);
         for i in 0..warmup + runs {
             let t0 = Instant::now();
             let y = self.forward(&x)?;
             // make sure asynchronous devices have finished
-            y.sum_all()?.to_scalar::<f32>()?;
+            y.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             if i >= warmup {
                 times.push(t0.elapsed());
             }

@@ -1,5 +1,5 @@
-//! Detector operators missing from candle, as custom ops (CPU now; the op boundary leaves
-//! room for CUDA kernels).
+//! Detector operators missing from candle, as custom ops: RoIAlign has a CPU and a CUDA
+//! kernel; NMS runs on the host (a CUDA tensor's rows are copied back, see [`Nms`]).
 
 pub mod nms;
 pub mod roi_align;

@@ -246,8 +246,12 @@ fn introsort(v: &mut [(f32, usize)]) {
 }
 
 /// NMS as a candle op: input `[n, 5]` f32 rows `(x1, y1, x2, y2, score)`, output the kept row
-/// indices `[k]` (u32), highest score first. Only the CPU is implemented so far; a CUDA
-/// kernel plugs in through `cuda_fwd`.
+/// indices `[k]` (u32), highest score first, on the input's device.
+///
+/// On CUDA this is a host step: the rows (20 bytes a box) are copied back, the CPU code runs,
+/// the indices go up again. The greedy pass is sequential and the candidates' order must
+/// replay PyTorch's CPU sort on ties, so a kernel would only parallelise the IoU matrix, and
+/// the detector's proposals and final boxes are on the host anyway.
 #[derive(Debug, Clone, Copy)]
 pub struct Nms {
     /// A box is dropped when its IoU with a kept, higher-scoring box exceeds this.
@@ -260,29 +264,58 @@ impl CustomOp1 for Nms {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, five) = layout.shape().dims2()?;
-        if five != 5 {
-            candle_core::bail!(
-                "nms expects [n, 5] rows (x1, y1, x2, y2, score), got [{n}, {five}]"
-            );
-        }
+        check_rows(layout)?;
         let data = storage.as_slice::<f32>()?;
         let (start, end) = layout
             .contiguous_offsets()
             .ok_or_else(|| candle_core::Error::msg("nms input must be contiguous"))?;
-        let rows = &data[start..end];
+        let keep = self.keep(&data[start..end]);
+        let k = keep.len();
+        Ok((CpuStorage::U32(keep), Shape::from(k)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use crate::nn::cuda;
+        use candle_core::backend::BackendStorage;
+        check_rows(layout)?;
+        let dev = storage.device().clone();
+        let rows = cuda::to_host(&dev, &cuda::view::<f32>(storage, layout, "nms")?)?;
+        let keep = self.keep(&rows);
+        let k = keep.len();
+        let dst = cuda::to_device(&dev, &keep)?;
+        Ok((
+            candle_core::CudaStorage::wrap_cuda_slice(dst, dev),
+            Shape::from(k),
+        ))
+    }
+}
+
+impl Nms {
+    /// Kept row indices of `(x1, y1, x2, y2, score)` rows.
+    fn keep(&self, rows: &[f32]) -> Vec<u32> {
         let boxes: Vec<BBox> = rows
             .chunks_exact(5)
             .map(|r| BBox::new(r[0], r[1], r[2], r[3]))
             .collect();
         let scores: Vec<f32> = rows.chunks_exact(5).map(|r| r[4]).collect();
-        let keep: Vec<u32> = nms(&boxes, &scores, self.iou_threshold)
+        nms(&boxes, &scores, self.iou_threshold)
             .into_iter()
             .map(|i| i as u32)
-            .collect();
-        let k = keep.len();
-        Ok((CpuStorage::U32(keep), Shape::from(k)))
+            .collect()
     }
+}
+
+fn check_rows(layout: &Layout) -> Result<()> {
+    let (n, five) = layout.shape().dims2()?;
+    if five != 5 {
+        candle_core::bail!("nms expects [n, 5] rows (x1, y1, x2, y2, score), got [{n}, {five}]");
+    }
+    Ok(())
 }
 
 /// Runs [`Nms`] on `[n, 5]` detections, returning the kept indices.

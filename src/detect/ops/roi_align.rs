@@ -6,7 +6,8 @@
 //! `ceil(box_size / output_size)` samples per bin side. Samples more than one pixel outside
 //! the feature map contribute 0 (but still count in the mean); samples within one pixel of
 //! the border are clamped onto it. The arithmetic follows the reference kernel step for step
-//! in f32, so results agree to rounding.
+//! in f32, so results agree to rounding. With `--features cuda` the op runs on CUDA tensors
+//! through `kernels/roi_align.cu`, which repeats the same arithmetic.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -43,6 +44,33 @@ impl RoiAlign {
         }
     }
 
+    /// With `aligned`, a box of negative (or NaN) size is an error, as in mmcv.
+    fn check_size(&self, roi_w: f32, roi_h: f32, roi: &[f32]) -> Result<()> {
+        // NaN fails this too
+        if self.aligned && !(roi_w >= 0.0 && roi_h >= 0.0) {
+            candle_core::bail!(
+                "roi_align: box ({}, {}, {}, {}) has a negative size",
+                roi[1],
+                roi[2],
+                roi[3],
+                roi[4]
+            );
+        }
+        Ok(())
+    }
+
+    /// The checks of the CPU op for one RoI row, without sampling: the batch index is one of
+    /// `n` images and the box has a valid size (the CUDA op runs them on the host).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    fn check_roi(&self, roi: &[f32], n: usize) -> Result<()> {
+        check_batch(roi[0], n)?;
+        let offset = if self.aligned { 0.5f32 } else { 0.0 };
+        let scale = self.spatial_scale;
+        let roi_w = (roi[3] * scale - offset) - (roi[1] * scale - offset);
+        let roi_h = (roi[4] * scale - offset) - (roi[2] * scale - offset);
+        self.check_size(roi_w, roi_h, roi)
+    }
+
     /// The sampling taps of one RoI (row `(batch, x1, y1, x2, y2)`), bin by bin, and the
     /// number of samples per bin.
     fn taps(&self, roi: &[f32], height: usize, width: usize) -> Result<(Vec<Tap>, usize)> {
@@ -55,16 +83,7 @@ impl RoiAlign {
         let mut roi_w = end_w - start_w;
         let mut roi_h = end_h - start_h;
         if self.aligned {
-            // NaN fails this too
-            if !(roi_w >= 0.0 && roi_h >= 0.0) {
-                candle_core::bail!(
-                    "roi_align: box ({}, {}, {}, {}) has a negative size",
-                    roi[1],
-                    roi[2],
-                    roi[3],
-                    roi[4]
-                );
-            }
+            self.check_size(roi_w, roi_h, roi)?;
         } else {
             roi_w = roi_w.max(1.0);
             roi_h = roi_h.max(1.0);
@@ -112,9 +131,7 @@ impl RoiAlign {
             .zip(rois.par_chunks_exact(5))
             .try_for_each(|(d, roi)| -> Result<()> {
                 let b = roi[0];
-                if !(b >= 0.0 && (b as usize) < n) {
-                    candle_core::bail!("roi_align: batch index {b} outside 0..{n}");
-                }
+                check_batch(b, n)?;
                 let (taps, count) = self.taps(roi, h, w)?;
                 let count_f = count.max(1) as f32;
                 let img = &feats[b as usize * c * h * w..][..c * h * w];
@@ -135,6 +152,13 @@ impl RoiAlign {
             })?;
         Ok(dst)
     }
+}
+
+fn check_batch(b: f32, n: usize) -> Result<()> {
+    if !(b >= 0.0 && (b as usize) < n) {
+        candle_core::bail!("roi_align: batch index {b} outside 0..{n}");
+    }
+    Ok(())
 }
 
 /// mmcv's rule along one axis of `n` samples for a coordinate `v >= 0`: the sample below and
@@ -192,6 +216,64 @@ impl CustomOp2 for RoiAlign {
         let dst = self.run(feats, fshape, rois)?;
         let out = self.output_size;
         Ok((CpuStorage::F32(dst), Shape::from((k, fshape.1, out, out))))
+    }
+
+    /// `kernels/roi_align.cu`, one thread per output value; the RoIs (`k·5` floats) are
+    /// copied to the host first for the CPU op's checks, so bad RoIs fail the same way.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use crate::nn::cuda;
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+        use candle_core::cuda_backend::WrapErr;
+
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (k, five) = l2.shape().dims2()?;
+        if five != 5 {
+            candle_core::bail!("roi_align expects rois [k, 5], got {:?}", l2.shape());
+        }
+        let dev = s1.device().clone();
+        let feats = cuda::view::<f32>(s1, l1, "roi_align")?;
+        let rois = cuda::view::<f32>(s2, l2, "roi_align")?;
+        for roi in cuda::to_host(&dev, &rois)?.chunks_exact(5) {
+            self.check_roi(roi, n)?;
+        }
+        let out = self.output_size;
+        let total = k * c * out * out;
+        let dst = unsafe { dev.alloc::<f32>(total) }?;
+        if total > 0 {
+            let func = dev.get_or_load_custom_func(
+                "roi_align_f32",
+                "vidpose_roi_align",
+                cuda::ROI_ALIGN_PTX,
+            )?;
+            let mut b = func.builder();
+            b.arg(&feats);
+            b.arg(&rois);
+            b.arg(&dst);
+            candle_core::builder_arg!(
+                b,
+                cuda::int(k, "roi count")?,
+                cuda::int(c, "channels")?,
+                cuda::int(h, "height")?,
+                cuda::int(w, "width")?,
+                cuda::int(out, "output size")?,
+                self.spatial_scale,
+                cuda::int(self.sampling_ratio, "sampling ratio")?,
+                i32::from(self.aligned)
+            );
+            unsafe { b.launch(cuda::per_element(total)?) }.w()?;
+        }
+        Ok((
+            candle_core::CudaStorage::wrap_cuda_slice(dst, dev),
+            Shape::from((k, c, out, out)),
+        ))
     }
 }
 

@@ -1,0 +1,390 @@
+//! The GPU machine's check, run by `scripts/device_check.sh`: CPU-vs-device parity and device
+//! throughput, written as JSON. Needs no FFmpeg, no checkpoint download and no network.
+//!
+//!   device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only]
+//!
+//! 1. The committed narrow fixtures (`tests/fixtures/hrnet`, `tests/fixtures/cascade`): the
+//!    CPU in f32 against the device in f32, f16 and bf16.
+//! 2. Random full-size HRNet-W32 256x192 (16 boxes on a 1920x1080 frame) and Cascade R-CNN X101
+//!    (one 1333x800 frame): the same comparisons.
+//! 3. Device throughput: HRNet-W32 crops/s at batch 64 (forward pass alone, and whole crops
+//!    with the flip test), Cascade X101 frames/s at 1333x800.
+//!
+//! f32 passes when heatmaps and FPN maps agree within 1e-3 relative and every reference
+//! detection has its match with boxes within 1e-3 of their size; f16/bf16 are reported only.
+//! The exit status is 1 when an f32 check fails. `--device cpu` compares the CPU with itself:
+//! a smoke test of this program on a machine without a GPU.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use serde_json::{json, Value};
+use vidpose::bench::parity::{
+    compare_detector, compare_pose, spread_boxes, synthetic_frame, RandomWeights,
+};
+use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
+use vidpose::geometry::BBox;
+use vidpose::image::RgbImage;
+use vidpose::models;
+use vidpose::nn::device::parse_device;
+use vidpose::pose::{PoseEstimator, PoseModelConfig, PoseOptions};
+
+const F32_REL_TOL: f32 = 1e-3;
+
+struct Args {
+    device: Device,
+    out: PathBuf,
+    full: bool,
+    timing: bool,
+    dtypes: Vec<DType>,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        device: Device::Cpu,
+        out: std::env::var_os("OUT").map_or_else(|| PathBuf::from("."), PathBuf::from),
+        full: true,
+        timing: true,
+        dtypes: vec![DType::F32, DType::F16, DType::BF16],
+    };
+    let mut device = "cuda:0".to_string();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--device" => device = it.next().context("--device needs a value")?,
+            "--out" => a.out = it.next().context("--out needs a folder")?.into(),
+            "--skip-full" => a.full = false,
+            "--skip-timing" => a.timing = false,
+            // f16 on the CPU is slow: a CPU smoke test of the program can leave it out
+            "--f32-only" => a.dtypes = vec![DType::F32],
+            _ => bail!(
+                "usage: device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only]"
+            ),
+        }
+    }
+    a.device = parse_device(&device)?.open()?;
+    Ok(a)
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The narrow HRNet fixture's architecture, frame and boxes.
+fn pose_fixture() -> Result<(PoseModelConfig, RgbImage, Vec<BBox>)> {
+    let dir = fixtures().join("hrnet");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json"))?)?;
+    let frame = vidpose::image::read_still(&dir.join("frame.png"))?
+        .context("frame.png is a still image")?
+        .image;
+    let nums = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let boxes = json["instances"]
+        .as_array()
+        .context("reference.json has instances")?
+        .iter()
+        .map(|i| {
+            let b = nums(&i["bbox_xyxy"]);
+            BBox::new(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32)
+        })
+        .collect();
+    // the layout tests/common reads: stage-1 blocks first, then stages 2-4
+    let list = |key: &str| -> Vec<usize> { nums(&json[key]).iter().map(|&v| v as usize).collect() };
+    let (widths, modules, blocks, input) = (
+        list("widths"),
+        list("num_modules"),
+        list("num_blocks"),
+        list("input_size"),
+    );
+    let config = PoseModelConfig {
+        backbone: vidpose::pose::HrNetConfig {
+            stage1_channels: json["stage1_channels"]
+                .as_u64()
+                .context("stage1_channels")? as usize,
+            stage1_blocks: blocks[0],
+            widths: [widths[0], widths[1], widths[2], widths[3]],
+            num_modules: [modules[1], modules[2], modules[3]],
+            num_blocks: [blocks[1], blocks[2], blocks[3]],
+        },
+        input_size: (input[0] as u32, input[1] as u32),
+    };
+    Ok((config, frame, boxes))
+}
+
+fn pose_options(dtype: DType, batch_size: usize) -> PoseOptions {
+    PoseOptions {
+        dtype,
+        batch_size,
+        ..PoseOptions::default()
+    }
+}
+
+/// CPU f32 against the device in each dtype; `build` makes the model for a device and dtype.
+fn pose_parity(
+    build: &dyn Fn(&Device, DType) -> Result<PoseEstimator>,
+    device: &Device,
+    dtypes: &[DType],
+    items: &[(&RgbImage, BBox)],
+    failures: &mut Vec<String>,
+    what: &str,
+) -> Result<Value> {
+    let reference = build(&Device::Cpu, DType::F32)?;
+    let mut out = serde_json::Map::new();
+    for &dtype in dtypes {
+        let t0 = Instant::now();
+        let result = build(device, dtype).and_then(|c| Ok(compare_pose(&reference, &c, items)?));
+        let v = match result {
+            Ok(d) => {
+                if dtype == DType::F32 && !within(d.heatmap_rel) {
+                    failures.push(format!("{what} f32: heatmaps differ by {}", d.heatmap_rel));
+                }
+                json!(d)
+            }
+            Err(e) if dtype == DType::F32 => {
+                failures.push(format!("{what} f32: {}", short(&e)));
+                json!({ "error": short(&e) })
+            }
+            Err(e) => json!({ "error": short(&e) }),
+        };
+        println!(
+            "{what} {dtype:?}: {v} ({:.1} s)",
+            t0.elapsed().as_secs_f64()
+        );
+        out.insert(format!("{dtype:?}").to_lowercase(), v);
+    }
+    Ok(Value::Object(out))
+}
+
+fn detector_parity(
+    build: &dyn Fn(&Device, DType) -> Result<CascadeRcnn>,
+    device: &Device,
+    dtypes: &[DType],
+    img: &RgbImage,
+    failures: &mut Vec<String>,
+    what: &str,
+) -> Result<Value> {
+    let reference = build(&Device::Cpu, DType::F32)?;
+    let mut out = serde_json::Map::new();
+    for &dtype in dtypes {
+        let t0 = Instant::now();
+        let result = build(device, dtype).and_then(|c| Ok(compare_detector(&reference, &c, img)?));
+        let v = match result {
+            Ok(d) => {
+                if dtype == DType::F32
+                    && !(within(d.fpn_rel) && d.matched == d.reference && within(d.box_rel))
+                {
+                    failures.push(format!("{what} f32: {d:?}"));
+                }
+                json!(d)
+            }
+            Err(e) if dtype == DType::F32 => {
+                failures.push(format!("{what} f32: {}", short(&e)));
+                json!({ "error": short(&e) })
+            }
+            Err(e) => json!({ "error": short(&e) }),
+        };
+        println!(
+            "{what} {dtype:?}: {v} ({:.1} s)",
+            t0.elapsed().as_secs_f64()
+        );
+        out.insert(format!("{dtype:?}").to_lowercase(), v);
+    }
+    Ok(Value::Object(out))
+}
+
+/// An error's text without the backtraces candle appends.
+fn short(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("0:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `v <= F32_REL_TOL`, false for NaN.
+fn within(v: f32) -> bool {
+    v <= F32_REL_TOL
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args = args()?;
+    let started = Instant::now();
+    let device = &args.device;
+    let mut failures = Vec::new();
+    let mut report = serde_json::Map::new();
+    report.insert("device".into(), json!(format!("{device:?}")));
+
+    // 1. committed fixtures
+    let (config, frame, boxes) = pose_fixture()?;
+    let ckpt = fixtures().join("hrnet/hrnet_w4_zip.pth");
+    let items: Vec<(&RgbImage, BBox)> = boxes.iter().map(|b| (&frame, *b)).collect();
+    let build = |d: &Device, t: DType| -> Result<PoseEstimator> {
+        Ok(PoseEstimator::load(
+            &ckpt,
+            config.clone(),
+            pose_options(t, 8),
+            d,
+        )?)
+    };
+    report.insert(
+        "fixture_hrnet".into(),
+        pose_parity(
+            &build,
+            device,
+            &args.dtypes,
+            &items,
+            &mut failures,
+            "fixture hrnet",
+        )?,
+    );
+    let cascade = fixtures().join("cascade");
+    let crop =
+        candle_core::safetensors::load(cascade.join("frame_crop.safetensors"), &Device::Cpu)?;
+    let t = &crop["image_rgb"];
+    let (h, w, _) = t.dims3()?;
+    let crop_img = RgbImage {
+        width: w as u32,
+        height: h as u32,
+        data: t.flatten_all()?.to_vec1::<u8>()?,
+    };
+    let narrow = CascadeRcnnConfig::narrow([1, 1, 2, 1], 4, 4, 2, 8, 16, (240, 160));
+    let narrow_ckpt = cascade.join("narrow_x.safetensors");
+    let build = |d: &Device, t: DType| -> Result<CascadeRcnn> {
+        Ok(CascadeRcnn::load_as(&narrow_ckpt, &narrow, d, t)?)
+    };
+    report.insert(
+        "fixture_cascade_x".into(),
+        detector_parity(
+            &build,
+            device,
+            &args.dtypes,
+            &crop_img,
+            &mut failures,
+            "fixture cascade",
+        )?,
+    );
+
+    // 2. random full-size models
+    let cards = models::builtin_cards();
+    let w32 = models::find(&cards, "hrnet_w32_256x192")?
+        .pose_config()
+        .context("hrnet_w32_256x192 is a pose model")?;
+    let x101 = CascadeRcnnConfig::x101();
+    let weights = RandomWeights { seed: 14 };
+    let big = synthetic_frame(1920, 1080);
+    let det_frame = synthetic_frame(1333, 800);
+    if args.full {
+        let big_boxes = spread_boxes(1920, 1080, 16);
+        let items: Vec<(&RgbImage, BBox)> = big_boxes.iter().map(|b| (&big, *b)).collect();
+        let build = |d: &Device, t: DType| -> Result<PoseEstimator> {
+            Ok(PoseEstimator::from_var_builder(
+                weights.var_builder(t, d),
+                w32.clone(),
+                pose_options(t, 16),
+            )?)
+        };
+        report.insert(
+            "random_hrnet_w32".into(),
+            pose_parity(
+                &build,
+                device,
+                &args.dtypes,
+                &items,
+                &mut failures,
+                "random hrnet-w32",
+            )?,
+        );
+        let build = |d: &Device, t: DType| -> Result<CascadeRcnn> {
+            Ok(CascadeRcnn::new(weights.var_builder(t, d), &x101)?)
+        };
+        report.insert(
+            "random_cascade_x101".into(),
+            detector_parity(
+                &build,
+                device,
+                &args.dtypes,
+                &det_frame,
+                &mut failures,
+                "random cascade-x101",
+            )?,
+        );
+    }
+
+    // 3. throughput on the device
+    if args.timing {
+        let mut timing = serde_json::Map::new();
+        let est = PoseEstimator::from_var_builder(
+            weights.var_builder(DType::F32, device),
+            w32.clone(),
+            pose_options(DType::F32, 64),
+        )?;
+        let forward = median(
+            est.time_forward(64, 3, 10)?
+                .iter()
+                .map(|d| d.as_secs_f64())
+                .collect(),
+        );
+        let boxes = spread_boxes(1920, 1080, 64);
+        let items: Vec<(&RgbImage, BBox)> = boxes.iter().map(|b| (&big, *b)).collect();
+        est.estimate(&items)?;
+        let runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                est.estimate(&items).map(|_| t0.elapsed().as_secs_f64())
+            })
+            .collect::<Result<_, _>>()?;
+        let whole = median(runs);
+        timing.insert(
+            "hrnet_w32_batch64".into(),
+            json!({
+                "forward_ms": forward * 1e3,
+                "forward_crops_per_s": 64.0 / forward,
+                "estimate_flip_test_ms": whole * 1e3,
+                "estimate_flip_test_crops_per_s": 64.0 / whole,
+            }),
+        );
+        println!("hrnet-w32 batch 64: {:?}", timing["hrnet_w32_batch64"]);
+        let det = CascadeRcnn::new(weights.var_builder(DType::F32, device), &x101)?;
+        det.detect(&det_frame)?;
+        let runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let t0 = Instant::now();
+                det.detect(&det_frame).map(|_| t0.elapsed().as_secs_f64())
+            })
+            .collect::<Result<_, _>>()?;
+        let per_frame = median(runs);
+        timing.insert(
+            "cascade_x101_1333x800".into(),
+            json!({ "frame_ms": per_frame * 1e3, "frames_per_s": 1.0 / per_frame }),
+        );
+        println!(
+            "cascade-x101 1333x800: {:?}",
+            timing["cascade_x101_1333x800"]
+        );
+        report.insert("timing".into(), Value::Object(timing));
+    }
+
+    report.insert("f32_failures".into(), json!(failures));
+    report.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("device_check.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&Value::Object(report))?)?;
+    println!("wrote {}", path.display());
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("FAIL {f}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
+}
