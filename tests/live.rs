@@ -57,6 +57,18 @@ fn listening(port: u16) -> bool {
     })
 }
 
+/// Waits (10 s at most) for an FFmpeg server to listen on `port`.
+fn wait_until_listening(port: u16) {
+    let started = Instant::now();
+    while !listening(port) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "ffmpeg does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// An FFmpeg process serving a test pattern at 25 fps over HTTP (MPEG-TS), killed on drop.
 struct Server(Child);
 
@@ -86,14 +98,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("ffmpeg starts");
-        let started = Instant::now();
-        while !listening(port) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "ffmpeg does not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until_listening(port);
         Server(child)
     }
 }
@@ -887,14 +892,7 @@ fn tcp_receiver(port: u16, file: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("ffmpeg starts");
-    let started = Instant::now();
-    while !listening(port) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "ffmpeg does not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_listening(port);
     child
 }
 
