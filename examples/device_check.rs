@@ -28,6 +28,8 @@ use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
 use vidpose::geometry::BBox;
 use vidpose::image::RgbImage;
 use vidpose::models;
+
+mod common;
 use vidpose::nn::device::parse_device;
 use vidpose::pose::{PoseEstimator, PoseModelConfig, PoseOptions};
 
@@ -93,26 +95,7 @@ fn pose_fixture() -> Result<(PoseModelConfig, RgbImage, Vec<BBox>)> {
             BBox::new(b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32)
         })
         .collect();
-    // the layout tests/common reads: stage-1 blocks first, then stages 2-4
-    let list = |key: &str| -> Vec<usize> { nums(&json[key]).iter().map(|&v| v as usize).collect() };
-    let (widths, modules, blocks, input) = (
-        list("widths"),
-        list("num_modules"),
-        list("num_blocks"),
-        list("input_size"),
-    );
-    let config = PoseModelConfig {
-        backbone: vidpose::pose::HrNetConfig {
-            stage1_channels: json["stage1_channels"]
-                .as_u64()
-                .context("stage1_channels")? as usize,
-            stage1_blocks: blocks[0],
-            widths: [widths[0], widths[1], widths[2], widths[3]],
-            num_modules: [modules[1], modules[2], modules[3]],
-            num_blocks: [blocks[1], blocks[2], blocks[3]],
-        },
-        input_size: (input[0] as u32, input[1] as u32),
-    };
+    let config = common::narrow_pose_config()?;
     Ok((config, frame, boxes))
 }
 

@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use vidpose::detect::{CascadeRcnn, CascadeRcnnConfig};
 use vidpose::pose::{HrNetConfig, PoseEstimator, PoseModelConfig, PoseOptions};
 
-/// The committed narrow HRNet, configured as its reference.json describes it.
-pub fn narrow_model() -> Result<PoseEstimator> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hrnet");
+/// The committed narrow HRNet's architecture, as its reference.json describes it (stage-1
+/// blocks first, then stages 2-4).
+pub fn narrow_pose_config() -> Result<PoseModelConfig> {
     let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("reference.json"))?)?;
+        serde_json::from_slice(&std::fs::read(narrow_pose_dir().join("reference.json"))?)?;
     let list = |key: &str| -> Vec<usize> {
         json[key]
             .as_array()
@@ -42,6 +42,17 @@ pub fn narrow_model() -> Result<PoseEstimator> {
         },
         input_size: (input[0] as u32, input[1] as u32),
     };
+    Ok(config)
+}
+
+fn narrow_pose_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hrnet")
+}
+
+/// The committed narrow HRNet, configured as its reference.json describes it.
+pub fn narrow_model() -> Result<PoseEstimator> {
+    let dir = narrow_pose_dir();
+    let config = narrow_pose_config()?;
     Ok(PoseEstimator::load(
         dir.join("hrnet_w4_zip.pth"),
         config,
