@@ -724,6 +724,9 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if !vidpose::nn::memory::keep_freed_memory() {
+        tracing::debug!("the allocator kept its defaults: CPU passes may fault in fresh pages");
+    }
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Models(args) => models(args),

@@ -254,6 +254,52 @@ impl CpuConv {
     }
 }
 
+/// [`im2col`] for stride 2: each input row, padded, is split once into its even and odd
+/// columns, and every kernel column `kj` is then a contiguous run of one of them (a strided
+/// gather per tap cost several times more).
+#[allow(clippy::too_many_arguments)]
+fn im2col_stride2(
+    img: &[f32],
+    c_in: usize,
+    h: usize,
+    w: usize,
+    (k, pad): (usize, usize),
+    oh: usize,
+    ow: usize,
+    cols: &mut [f32],
+) {
+    let p = oh * ow;
+    // phases[r][e] = padded_row[2e + r], 0 in the padding and beyond
+    let half = ow + k / 2 + 1;
+    let mut phases = vec![0f32; 2 * half];
+    for ci in 0..c_in {
+        let plane = &img[ci * h * w..][..h * w];
+        for ki in 0..k {
+            let rows = &mut cols[(ci * k + ki) * k * p..][..k * p];
+            for oy in 0..oh {
+                let iy = (2 * oy + ki) as isize - pad as isize;
+                if iy < 0 || iy >= h as isize {
+                    for kj in 0..k {
+                        rows[kj * p + oy * ow..][..ow].fill(0.0);
+                    }
+                    continue;
+                }
+                let src = &plane[iy as usize * w..][..w];
+                let (even, odd) = phases.split_at_mut(half);
+                for (e, (ev, od)) in even.iter_mut().zip(odd.iter_mut()).enumerate() {
+                    let at = |x: usize| x.checked_sub(pad).and_then(|x| src.get(x)).copied();
+                    *ev = at(2 * e).unwrap_or(0.0);
+                    *od = at(2 * e + 1).unwrap_or(0.0);
+                }
+                for kj in 0..k {
+                    let phase = &phases[(kj % 2) * half + kj / 2..][..ow];
+                    rows[kj * p + oy * ow..][..ow].copy_from_slice(phase);
+                }
+            }
+        }
+    }
+}
+
 /// Row `(ci·k + ki)·k + kj` holds, for every output pixel, the input pixel that kernel tap
 /// (ki, kj) of channel ci sees (0 in the padding). `img` is `[c_in, h, w]`.
 #[allow(clippy::too_many_arguments)]
@@ -267,6 +313,9 @@ fn im2col(
     ow: usize,
     cols: &mut [f32],
 ) {
+    if s == 2 {
+        return im2col_stride2(img, c_in, h, w, (k, pad), oh, ow, cols);
+    }
     let pad = pad as isize;
     let p = oh * ow;
     let same = s == 1 && oh == h && ow == w;
@@ -302,8 +351,9 @@ fn im2col(
                     if s == 1 {
                         d[lo..hi].copy_from_slice(&src[first as usize..][..hi - lo]);
                     } else {
-                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = src[(first as usize) + j * s];
+                        let taps = src[first as usize..].iter().step_by(s);
+                        for (v, x) in d[lo..hi].iter_mut().zip(taps) {
+                            *v = *x;
                         }
                     }
                 }
@@ -474,9 +524,14 @@ impl CustomOp2 for AddUpsampled {
             .for_each(|(o, src)| {
                 for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
                     let srow = &src[(oy / f) * yw..][..yw];
-                    for (ox, v) in row.iter_mut().enumerate() {
-                        let s = *v + srow[ox / f];
-                        *v = if self.relu { s.max(0.0) } else { s };
+                    // runs of `f` outputs share a source value; no per-pixel division
+                    for (run, s) in row.chunks_exact_mut(f).zip(srow) {
+                        for v in run {
+                            *v += s;
+                        }
+                    }
+                    if self.relu {
+                        relu_in_place(row);
                     }
                 }
             });

@@ -8,6 +8,7 @@ pub(crate) mod cpu_conv;
 pub(crate) mod cuda;
 pub mod device;
 pub(crate) mod grouped_conv;
+pub mod memory;
 pub(crate) mod winograd;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};

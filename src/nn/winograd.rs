@@ -29,11 +29,10 @@ const LANES: usize = 8;
 
 /// The output tile side of a Winograd convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) enum TileSize {
     /// F(2x2, 3x3): 16 transform points, errors close to the direct convolution's.
     F2,
-    /// F(4x4, 3x3), not selected by `Conv::run` (see there) but kept, tested and timed:
+    /// F(4x4, 3x3), for the layers that allow it on wide maps (`ConvSpec::wide_tiles`):
     /// 36 transform points; the transforms' larger constants cost precision
     /// (full-size HRNet-W32 against MMPose: heatmap error 2.1e-5 of the peak, against 1.0e-5
     /// with F(2x2) or the im2col kernel; the parity bound is 1e-4).
@@ -326,9 +325,13 @@ impl Winograd {
                 })
                 .collect()
         };
-        let mut out = vec![0f32; n * self.c_out * h * w];
+        // Left uninitialised: the blocks write every value (each output row of every channel
+        // of every image lies in exactly one span), and zero-filling tens of MiB per layer
+        // cost a few percent of a pass.
+        let len = n * self.c_out * h * w;
+        let mut out: Vec<f32> = Vec::with_capacity(len);
         if let Some(r) = residual {
-            assert_eq!(r.len(), out.len());
+            assert_eq!(r.len(), len);
         }
         let dst = OutPtr(out.as_mut_ptr());
         blocks.par_iter().for_each(|span| {
@@ -351,6 +354,9 @@ impl Winograd {
                 );
             })
         });
+        // SAFETY: every one of the `len` values was written by the blocks above (see the
+        // allocation).
+        unsafe { out.set_len(len) };
         out
     }
 
@@ -680,24 +686,30 @@ mod transforms {
                     if y >= h {
                         break;
                     }
-                    let src = &rows[r * M * pw..][..w];
-                    // SAFETY: row y of this plane belongs to this block's span (see `Span`).
-                    let d =
-                        unsafe { std::slice::from_raw_parts_mut(out.ptr().add(plane + y * w), w) };
+                    let src = &mut rows[r * M * pw..][..w];
                     match res {
                         Some(res) => {
-                            for ((d, s), x) in d.iter_mut().zip(src).zip(&res[y * w..][..w]) {
-                                let v = s + b + x;
-                                *d = if relu { v.max(0.0) } else { v };
+                            for (s, x) in src.iter_mut().zip(&res[y * w..][..w]) {
+                                *s = *s + b + x;
                             }
                         }
                         None => {
-                            for (d, s) in d.iter_mut().zip(src) {
-                                let v = s + b;
-                                *d = if relu { v.max(0.0) } else { v };
+                            for s in src.iter_mut() {
+                                *s += b;
                             }
                         }
                     }
+                    if relu {
+                        for s in src.iter_mut() {
+                            *s = s.max(0.0);
+                        }
+                    }
+                    // SAFETY: row y of this plane belongs to this block's span (see `Span`)
+                    // and lies inside the output's allocation; a plain copy, because the
+                    // output is not initialised before this write (see `run_t`).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(src.as_ptr(), out.ptr().add(plane + y * w), w)
+                    };
                 }
             }
         }

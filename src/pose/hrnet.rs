@@ -81,7 +81,7 @@ impl Bottleneck {
             conv2: Conv::with_bn(
                 vb.pp("conv2"),
                 vb.pp("bn2"),
-                ConvSpec::k3(mid, mid, 1, true),
+                ConvSpec::k3(mid, mid, 1, true).wide_tiles(),
             )?,
             conv3: Conv::with_bn(
                 vb.pp("conv3"),
@@ -114,8 +114,16 @@ struct BasicBlock {
 impl BasicBlock {
     fn new(vb: VarBuilder, c: usize) -> Result<Self> {
         Ok(Self {
-            conv1: Conv::with_bn(vb.pp("conv1"), vb.pp("bn1"), ConvSpec::k3(c, c, 1, true))?,
-            conv2: Conv::with_bn(vb.pp("conv2"), vb.pp("bn2"), ConvSpec::k3(c, c, 1, false))?,
+            conv1: Conv::with_bn(
+                vb.pp("conv1"),
+                vb.pp("bn1"),
+                ConvSpec::k3(c, c, 1, true).wide_tiles(),
+            )?,
+            conv2: Conv::with_bn(
+                vb.pp("conv2"),
+                vb.pp("bn2"),
+                ConvSpec::k3(c, c, 1, false).wide_tiles(),
+            )?,
         })
     }
 }
@@ -399,7 +407,7 @@ fn transition(vb: VarBuilder, prev: &[usize], cur: &[usize]) -> Result<Vec<Optio
                 let l = Conv::with_bn(
                     vb.pp("0"),
                     vb.pp("1"),
-                    ConvSpec::k3(prev[i], cur[i], 1, true),
+                    ConvSpec::k3(prev[i], cur[i], 1, true).wide_tiles(),
                 )?;
                 return Ok(Some(Chain(vec![l])));
             }
