@@ -79,6 +79,8 @@ fn run_once(video: &PathBuf, interval: u32, out: &std::path::Path) -> Result<Run
 }
 
 fn main() -> Result<()> {
+    // as the vidpose binary runs its models
+    vidpose::nn::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if !(2..=4).contains(&args.len()) {
         bail!("usage: keyframe_bench VIDEO [ROUNDS] [INTERVALS, e.g. 1,5,10]");

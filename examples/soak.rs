@@ -29,6 +29,8 @@ fn rss_mib() -> f64 {
 }
 
 fn main() -> Result<()> {
+    // as the vidpose binary runs its models
+    vidpose::nn::memory::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
         bail!("usage: soak VIDEO BOXES.json OUT_DIR");

@@ -279,6 +279,18 @@ impl GivenBoxes {
         images_file: Option<&Path>,
         score_threshold: f32,
     ) -> Result<Self, BoxesError> {
+        let given = Self::read(path, images_file, score_threshold);
+        // The file's text and parse buffers are gone: their pages go back rather than stay
+        // resident for the whole run (the heap is otherwise never trimmed, see nn::memory).
+        crate::nn::memory::release_free_memory();
+        given
+    }
+
+    fn read(
+        path: &Path,
+        images_file: Option<&Path>,
+        score_threshold: f32,
+    ) -> Result<Self, BoxesError> {
         let mut given = GivenBoxes {
             source: path.to_path_buf(),
             ..Default::default()
