@@ -11,8 +11,10 @@
 # run: points LD_LIBRARY_PATH at the CUDA 13 libraries inside the machine's PyTorch install
 #   (no CUDA toolkit, FFmpeg or libturbojpeg needed there), runs the check (CPU-vs-GPU parity
 #   on the committed fixtures and random full-size models, then throughput) and writes
-#   $OUT/device_check.json (OUT defaults to target/device-check/out). Exit status 1 when an
-#   f32 parity check fails. Under 5 minutes on an H200 (expected; not yet measured there).
+#   $OUT/device_check.json (OUT defaults to target/device-check/out), then times PyTorch's
+#   HRNet-W32 on the same GPU where python3 has torch with CUDA ($OUT/torch_hrnet.json). Exit
+#   status 1 when an f32 parity check fails. Under 5 minutes on an H200 (expected; not yet
+#   measured there).
 #   DEVICE (default cuda:0) and DEVICE_CHECK_ARGS (e.g. "--f32-only --skip-timing") pass on:
 #   DEVICE=cpu is a smoke test of the whole script on any machine with the CUDA libraries.
 set -euo pipefail
@@ -57,8 +59,16 @@ run)
         echo "libraries missing (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)" >&2
     fi
     # shellcheck disable=SC2086  # DEVICE_CHECK_ARGS: extra flags, e.g. --skip-timing
-    timeout "${DEVICE_CHECK_TIMEOUT:-290}" "$dir/device_check" --device "${DEVICE:-cuda:0}" --out "$OUT" ${DEVICE_CHECK_ARGS:-} 2>&1 | tee "$OUT/device_check.log"
-    exit "${PIPESTATUS[0]}"
+    timeout "${DEVICE_CHECK_TIMEOUT:-230}" "$dir/device_check" --device "${DEVICE:-cuda:0}" --out "$OUT" ${DEVICE_CHECK_ARGS:-} 2>&1 | tee "$OUT/device_check.log"
+    status=${PIPESTATUS[0]}
+    # PyTorch eager on the same GPU, where the machine's Python has it with CUDA: the other side
+    # of the HRNet ratios (scripts/torch_hrnet_gpu.py, MMPose's HRNet-W32 module for module)
+    if [ "${DEVICE:-cuda:0}" != cpu ] &&
+        python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        timeout 60 python3 scripts/torch_hrnet_gpu.py --device "${DEVICE:-cuda:0}" --out "$OUT" 2>&1 |
+            tee "$OUT/torch_hrnet.log" || echo "PyTorch timing failed (see $OUT/torch_hrnet.log)" >&2
+    fi
+    exit "$status"
     ;;
 *)
     echo "usage: $0 build|run" >&2

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use candle_core::{Device, Tensor};
 use vidpose::detect::ops::{roi_align, RoiAlign};
+use vidpose::detect::preprocess::{resize_taps, DetectorInput};
 use vidpose::geometry::BBox;
 use vidpose::image::RgbImage;
 use vidpose::pose::crop::TopdownAffine;
@@ -241,5 +242,48 @@ fn heatmap_kernels_match_the_codec() {
             &values(&want),
             &format!("msra peaks ({name})"),
         );
+    }
+}
+
+#[test]
+fn detector_input_kernel_matches_the_cpu_resize() {
+    let Some(h) = Harness::build() else { return };
+    let dev = Device::Cpu;
+    // (source, resized, padded): up- and downscaling on OpenCV's vector path, and a row
+    // shorter than one vector (5 pixels, 15 values) on its scalar formula
+    for ((w, hh), (nw, nh), (pw, ph)) in [
+        ((37, 23), (61, 45), (64, 64)),
+        ((97, 71), (40, 29), (64, 32)),
+        ((9, 7), (5, 4), (32, 32)),
+    ] {
+        let mut img = RgbImage::new(w as u32, hh as u32);
+        for (i, v) in img.data.iter_mut().enumerate() {
+            *v = ((i * 53 + i / 5) % 256) as u8;
+        }
+        let taps = resize_taps(w, hh, nw, nh);
+        let want = Tensor::from_vec(img.data.clone(), (hh, w, 3), &dev)
+            .unwrap()
+            .apply_op2_no_bwd(
+                &Tensor::from_vec(taps.clone(), (nw + nh, 4), &dev).unwrap(),
+                &DetectorInput { nw, nh, pw, ph },
+            )
+            .unwrap();
+        let taps_bytes: Vec<u8> = taps.iter().flat_map(|t| t.to_le_bytes()).collect();
+        let out = h.dir.path().join("out").display().to_string();
+        let args: Vec<String> = vec![
+            "detin".into(),
+            h.file("frame", &img.data),
+            h.file("taps", &taps_bytes),
+            out.clone(),
+            w.to_string(),
+            hh.to_string(),
+            nw.to_string(),
+            nh.to_string(),
+            pw.to_string(),
+            ph.to_string(),
+            u8::from(nw * 3 >= 16).to_string(),
+        ];
+        let what = format!("detector input {w}x{hh} -> {nw}x{nh}");
+        assert_same(&h.run(&args, &out), &values(&want), &what);
     }
 }

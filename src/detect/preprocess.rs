@@ -8,7 +8,7 @@
 //! formula by one level on a few percent of the pixels. Rows shorter than one vector (16
 //! values) take the scalar formula.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Device, Layout, Result, Shape, Tensor};
 
 use crate::image::RgbImage;
 
@@ -61,6 +61,9 @@ pub fn rescaled_size(w: usize, h: usize, scale: (usize, usize)) -> (usize, usize
 
 /// Normalised, padded `[1, 3, H, W]` input and its geometry. The caller has checked that
 /// the image is non-empty and that the resized size is at least 1x1.
+///
+/// The frame goes to `device` once, as bytes; the resize and normalisation run there
+/// ([`DetectorInput`]: the CPU code below, or `kernels/detector_input.cu` on a GPU).
 pub fn preprocess(
     img: &RgbImage,
     cfg: &PreprocessConfig,
@@ -68,9 +71,24 @@ pub fn preprocess(
 ) -> Result<(Tensor, ImageMeta)> {
     let (w, h) = (img.width as usize, img.height as usize);
     let (nw, nh) = rescaled_size(w, h, cfg.scale);
-    let resized = resize_linear_u8(&img.data, w, h, nw, nh);
     let d = cfg.pad_divisor.max(1);
     let (ph, pw) = (nh.div_ceil(d) * d, nw.div_ceil(d) * d);
+    let frame = Tensor::from_slice(&img.data, (h, w, 3), device)?;
+    let taps = Tensor::from_vec(resize_taps(w, h, nw, nh), (nw + nh, 4), device)?;
+    let op = DetectorInput { nw, nh, pw, ph };
+    let x = frame.apply_op2_no_bwd(&taps, &op)?.unsqueeze(0)?;
+    let meta = ImageMeta {
+        ori_shape: (h, w),
+        img_shape: (nh, nw),
+        pad_shape: (ph, pw),
+        scale_factor: (nw as f64 / w as f64, nh as f64 / h as f64),
+    };
+    Ok((x, meta))
+}
+
+/// The resized `nw x nh` RGB bytes, normalised into planar `[3, ph, pw]` with zeros in the
+/// bottom/right padding.
+fn normalise_padded(resized: &[u8], nw: usize, nh: usize, pw: usize, ph: usize) -> Vec<f32> {
     let mut x = vec![0f32; 3 * ph * pw];
     for c in 0..3 {
         let plane = &mut x[c * ph * pw..][..ph * pw];
@@ -81,13 +99,7 @@ pub fn preprocess(
             }
         }
     }
-    let meta = ImageMeta {
-        ori_shape: (h, w),
-        img_shape: (nh, nw),
-        pad_shape: (ph, pw),
-        scale_factor: (nw as f64 / w as f64, nh as f64 / h as f64),
-    };
-    Ok((Tensor::from_vec(x, (1, 3, ph, pw), device)?, meta))
+    x
 }
 
 const COEF_BITS: u32 = 11;
@@ -118,18 +130,35 @@ fn axis_taps(src: usize, dst: usize, clamp_weights: bool) -> Vec<(isize, [i32; 2
         .collect()
 }
 
+/// The resize of a `w x h` image to `nw x nh` as `nw + nh` rows of 4 values: for each output
+/// column, then each output row, the two source indices (clamped into the image) and their
+/// 11-bit weights. Columns' weights are clamped at the borders, rows' are not (OpenCV's
+/// choice), so every value is a plain non-negative integer a kernel can use as it is.
+pub fn resize_taps(w: usize, h: usize, nw: usize, nh: usize) -> Vec<u32> {
+    let clamp = |i: isize, n: usize| i.clamp(0, n as isize - 1) as u32;
+    let columns = axis_taps(w, nw, true)
+        .into_iter()
+        .map(|(s, [a0, a1])| [clamp(s, w), clamp(s + 1, w), a0 as u32, a1 as u32]);
+    let rows = axis_taps(h, nh, false)
+        .into_iter()
+        .map(|(s, [b0, b1])| [clamp(s, h), clamp(s + 1, h), b0 as u32, b1 as u32]);
+    columns.chain(rows).flatten().collect()
+}
+
 /// OpenCV `resize(INTER_LINEAR)` of packed RGB (3 channels, u8).
 pub fn resize_linear_u8(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) -> Vec<u8> {
-    let xt = axis_taps(w, nw, true);
-    // rows: weights not clamped, row indices clamped when read
-    let yt = axis_taps(h, nh, false);
+    resize_with_taps(src, w, nw, nh, &resize_taps(w, h, nw, nh))
+}
+
+/// [`resize_linear_u8`] with its [`resize_taps`].
+fn resize_with_taps(src: &[u8], w: usize, nw: usize, nh: usize, taps: &[u32]) -> Vec<u8> {
+    let (xt, yt) = taps.split_at(4 * nw);
     let row_len = nw * 3;
     let hpass = |y: usize| -> Vec<i32> {
         let row = &src[y * w * 3..][..w * 3];
         let mut out = vec![0i32; row_len];
-        for (dx, &(sx, [a0, a1])) in xt.iter().enumerate() {
-            let sx = sx as usize;
-            let sx1 = (sx + 1).min(w - 1);
+        for (dx, t) in xt.chunks_exact(4).enumerate() {
+            let (sx, sx1, a0, a1) = (t[0] as usize, t[1] as usize, t[2] as i32, t[3] as i32);
             for c in 0..3 {
                 out[dx * 3 + c] = row[sx * 3 + c] as i32 * a0 + row[sx1 * 3 + c] as i32 * a1;
             }
@@ -139,9 +168,8 @@ pub fn resize_linear_u8(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) ->
     let vectorised = row_len >= 16;
     let mut dst = vec![0u8; nh * row_len];
     let mut cache: Option<(usize, Vec<i32>)> = None;
-    for (dy, &(sy, [b0, b1])) in yt.iter().enumerate() {
-        let y0 = sy.clamp(0, h as isize - 1) as usize;
-        let y1 = (sy + 1).clamp(0, h as isize - 1) as usize;
+    for (dy, t) in yt.chunks_exact(4).enumerate() {
+        let (y0, y1, b0, b1) = (t[0] as usize, t[1] as usize, t[2] as i32, t[3] as i32);
         let r0 = match cache.take() {
             Some((y, r)) if y == y0 => r,
             _ => hpass(y0),
@@ -162,4 +190,121 @@ pub fn resize_linear_u8(src: &[u8], w: usize, h: usize, nw: usize, nh: usize) ->
         cache = Some((y1, r1));
     }
     dst
+}
+
+/// The detector's input as a candle operator: `frame` `[h, w, 3]` u8 (packed RGB) and
+/// `taps` `[nw + nh, 4]` u32 ([`resize_taps`]) in, the resized, normalised and padded planar
+/// `[3, ph, pw]` f32 out. `cpu_fwd` is [`resize_linear_u8`] and the normalisation; with
+/// `--features cuda` the CUDA side runs `kernels/detector_input.cu`, one thread per pixel.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectorInput {
+    /// Resized width, pixels.
+    pub nw: usize,
+    /// Resized height, pixels.
+    pub nh: usize,
+    /// Padded width (at least `nw`).
+    pub pw: usize,
+    /// Padded height (at least `nh`).
+    pub ph: usize,
+}
+
+impl DetectorInput {
+    fn shapes(&self, frame: &Layout, taps: &Layout) -> Result<(usize, usize)> {
+        let (h, w, three) = frame.shape().dims3()?;
+        let (rows, four) = taps.shape().dims2()?;
+        if three != 3
+            || four != 4
+            || rows != self.nw + self.nh
+            || self.pw < self.nw
+            || self.ph < self.nh
+            || h == 0
+            || w == 0
+        {
+            candle_core::bail!(
+                "detector input: frame {:?}, taps {:?} do not fit a {}x{} resize padded to {}x{}",
+                frame.shape(),
+                taps.shape(),
+                self.nw,
+                self.nh,
+                self.pw,
+                self.ph
+            );
+        }
+        Ok((h, w))
+    }
+}
+
+fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
+    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
+        candle_core::Error::msg("detector input: operands must be contiguous".to_string())
+    })?;
+    Ok(&s.as_slice::<T>()?[a..b])
+}
+
+impl CustomOp2 for DetectorInput {
+    fn name(&self) -> &'static str {
+        "detector-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, w) = self.shapes(l1, l2)?;
+        let frame = contiguous::<u8>(s1, l1)?;
+        let taps = contiguous::<u32>(s2, l2)?;
+        let resized = resize_with_taps(frame, w, self.nw, self.nh, taps);
+        let x = normalise_padded(&resized, self.nw, self.nh, self.pw, self.ph);
+        Ok((CpuStorage::F32(x), Shape::from((3, self.ph, self.pw))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use crate::nn::cuda;
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+        use candle_core::cuda_backend::WrapErr;
+
+        let (h, w) = self.shapes(l1, l2)?;
+        let dev = s1.device().clone();
+        let frame = cuda::view::<u8>(s1, l1, "detector input")?;
+        let taps = cuda::view::<u32>(s2, l2, "detector input")?;
+        let total = self.pw * self.ph;
+        let dst = unsafe { dev.alloc::<f32>(3 * total) }?;
+        if total > 0 {
+            let func = dev.get_or_load_custom_func(
+                "detector_input_f32",
+                "vidpose_detector_input",
+                cuda::DETECTOR_INPUT_PTX,
+            )?;
+            let mut b = func.builder();
+            b.arg(&frame);
+            b.arg(&taps);
+            b.arg(&dst);
+            candle_core::builder_arg!(
+                b,
+                cuda::int(w, "frame width")?,
+                cuda::int(h, "frame height")?,
+                cuda::int(self.nw, "resized width")?,
+                cuda::int(self.nh, "resized height")?,
+                cuda::int(self.pw, "padded width")?,
+                cuda::int(self.ph, "padded height")?,
+                i32::from(self.nw * 3 >= 16)
+            );
+            unsafe { b.launch(cuda::per_element(total)?) }.w()?;
+        }
+        Ok((
+            candle_core::CudaStorage::wrap_cuda_slice(dst, dev),
+            Shape::from((3, self.ph, self.pw)),
+        ))
+    }
 }

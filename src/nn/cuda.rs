@@ -13,6 +13,9 @@ use candle_core::{CudaStorage, Layout, Result};
 pub(crate) const ROI_ALIGN_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/roi_align.ptx"));
 /// `kernels/pose_crop.cu`.
 pub(crate) const POSE_CROP_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/pose_crop.ptx"));
+/// `kernels/detector_input.cu`.
+pub(crate) const DETECTOR_INPUT_PTX: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/detector_input.ptx"));
 /// `kernels/heatmap.cu`.
 pub(crate) const HEATMAP_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/heatmap.ptx"));
 

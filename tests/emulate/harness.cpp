@@ -2,6 +2,7 @@
 // a few definitions stand in for CUDA's, then the kernel sources are included as they are.
 // Compiled with -ffp-contract=off, as build.rs compiles the PTX with --fmad=false; C++20 for
 // std::barrier.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,8 @@ static Dim3 blockDim;
 #define __constant__ static const
 using std::isfinite;
 using std::isnan;
+using std::max;
+using std::min;
 
 static float __int_as_float(int v) {
     float f;
@@ -43,6 +46,7 @@ template <class T> static T __shfl_down_sync(unsigned, T v, int off) {
 #include "../../kernels/roi_align.cu"
 #include "../../kernels/pose_crop.cu"
 #include "../../kernels/heatmap.cu"
+#include "../../kernels/detector_input.cu"
 
 template <class T> static std::vector<T> load(const char *path) {
     FILE *f = std::fopen(path, "rb");
@@ -94,6 +98,16 @@ int main(int argc, char **argv) {
         std::vector<float> out((size_t)n * 3 * ow * oh);
         grid((long long)n * ow * oh, [&] {
             pose_crop_f32(frame.data(), params.data(), out.data(), n, sw, sh, ow, oh);
+        });
+        save(argv[4], out);
+    } else if (what == "detin" && argc == 12) {
+        // detin FRAME TAPS OUT w h nw nh pw ph vectorised
+        auto frame = load<unsigned char>(argv[2]);
+        auto taps = load<unsigned>(argv[3]);
+        int w = i(5), h = i(6), nw = i(7), nh = i(8), pw = i(9), ph = i(10), vec = i(11);
+        std::vector<float> out((size_t)3 * pw * ph);
+        grid((long long)pw * ph, [&] {
+            detector_input_f32(frame.data(), taps.data(), out.data(), w, h, nw, nh, pw, ph, vec);
         });
         save(argv[4], out);
     } else if (what == "flip" && argc == 9) {
