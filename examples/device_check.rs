@@ -2,6 +2,7 @@
 //! throughput, written as JSON. Needs no FFmpeg, no checkpoint download and no network.
 //!
 //!   device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only]
+//!                [--e2e-frames N]
 //!
 //! 1. The committed narrow fixtures (`tests/fixtures/hrnet`, `tests/fixtures/cascade`): the
 //!    CPU in f32 against the device in f32, f16 and bf16.
@@ -42,6 +43,8 @@ struct Args {
     full: bool,
     timing: bool,
     dtypes: Vec<DType>,
+    /// Frames of the end-to-end timing, per detection interval.
+    e2e_frames: usize,
 }
 
 fn args() -> Result<Args> {
@@ -51,6 +54,7 @@ fn args() -> Result<Args> {
         full: true,
         timing: true,
         dtypes: vec![DType::F32, DType::F16, DType::BF16],
+        e2e_frames: 30,
     };
     let mut device = "cuda:0".to_string();
     let mut it = std::env::args().skip(1);
@@ -62,8 +66,16 @@ fn args() -> Result<Args> {
             "--skip-timing" => a.timing = false,
             // f16 on the CPU is slow: a CPU smoke test of the program can leave it out
             "--f32-only" => a.dtypes = vec![DType::F32],
+            // the CPU takes seconds per X101 frame: a smoke test runs a few
+            "--e2e-frames" => {
+                a.e2e_frames = it
+                    .next()
+                    .context("--e2e-frames needs a number")?
+                    .parse()
+                    .context("--e2e-frames needs a number")?
+            }
             _ => bail!(
-                "usage: device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only]"
+                "usage: device_check [--device cuda:0] [--out DIR] [--skip-full] [--skip-timing] [--f32-only] [--e2e-frames N]"
             ),
         }
     }
@@ -200,8 +212,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Frames of the end-to-end timing, per detection interval.
-const E2E_FRAMES: usize = 30;
 /// People per frame handed to the pose model in the end-to-end timing.
 const E2E_PEOPLE: usize = 8;
 
@@ -209,14 +219,14 @@ const E2E_PEOPLE: usize = 8;
 /// frames go (no overlap of the stages, so the pipeline can only do better): the detector on
 /// every k-th frame (k = 1 and 5, the key-frame mode), its best `E2E_PEOPLE` person boxes
 /// (spread boxes when the random weights find fewer) to HRNet-W32 with the flip test.
-fn end_to_end_720p(det: &CascadeRcnn, est: &PoseEstimator) -> Result<Value> {
+fn end_to_end_720p(det: &CascadeRcnn, est: &PoseEstimator, frames: usize) -> Result<Value> {
     let frame = synthetic_frame(1280, 720);
     let fallback = spread_boxes(1280, 720, E2E_PEOPLE);
     let mut out = serde_json::Map::new();
     for interval in [1usize, 5] {
         let mut boxes = fallback.clone();
         let t0 = Instant::now();
-        for f in 0..E2E_FRAMES {
+        for f in 0..frames {
             if f % interval == 0 {
                 let people: Vec<BBox> = det
                     .detect(&frame)?
@@ -237,8 +247,8 @@ fn end_to_end_720p(det: &CascadeRcnn, est: &PoseEstimator) -> Result<Value> {
         let s = t0.elapsed().as_secs_f64();
         out.insert(
             format!("interval_{interval}"),
-            json!({ "frames": E2E_FRAMES, "people_per_frame": E2E_PEOPLE, "seconds": s,
-                    "frames_per_s": E2E_FRAMES as f64 / s }),
+            json!({ "frames": frames, "people_per_frame": E2E_PEOPLE, "seconds": s,
+                    "frames_per_s": frames as f64 / s }),
         );
     }
     Ok(Value::Object(out))
@@ -401,7 +411,7 @@ fn main() -> Result<()> {
             "cascade-x101 1333x800: {:?}",
             timing["cascade_x101_1333x800"]
         );
-        let e2e = end_to_end_720p(&det, &est)?;
+        let e2e = end_to_end_720p(&det, &est, args.e2e_frames)?;
         println!("end to end 720p: {e2e}");
         timing.insert("end_to_end_720p".into(), e2e);
         report.insert("timing".into(), Value::Object(timing));
