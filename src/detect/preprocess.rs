@@ -308,3 +308,52 @@ impl CustomOp2 for DetectorInput {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: usize, h: usize) -> Tensor {
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 256) as u8).collect();
+        Tensor::from_vec(data, (h, w, 3), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_operator_equals_resize_then_normalise() {
+        let (w, h, nw, nh, pw, ph) = (23, 17, 40, 30, 64, 32);
+        let f = frame(w, h);
+        let taps = Tensor::from_vec(resize_taps(w, h, nw, nh), (nw + nh, 4), &Device::Cpu);
+        let got = f
+            .apply_op2_no_bwd(&taps.unwrap(), &DetectorInput { nw, nh, pw, ph })
+            .unwrap();
+        assert_eq!(got.dims(), &[3, ph, pw]);
+        let bytes: Vec<u8> = f.flatten_all().unwrap().to_vec1().unwrap();
+        let want = normalise_padded(&resize_linear_u8(&bytes, w, h, nw, nh), nw, nh, pw, ph);
+        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
+    }
+
+    #[test]
+    fn mismatched_operands_are_errors() {
+        let f = frame(8, 6);
+        let op = DetectorInput {
+            nw: 4,
+            nh: 3,
+            pw: 32,
+            ph: 32,
+        };
+        let taps = |rows: usize, cols: usize| {
+            Tensor::from_vec(vec![0u32; rows * cols], (rows, cols), &Device::Cpu).unwrap()
+        };
+        // taps for another size, taps of the wrong width, a padded size below the resized one
+        for (t, op) in [
+            (taps(8, 4), op),
+            (taps(7, 3), op),
+            (taps(7, 4), DetectorInput { pw: 2, ..op }),
+        ] {
+            let e = f.apply_op2_no_bwd(&t, &op).unwrap_err().to_string();
+            assert!(e.contains("detector input"), "{e}");
+        }
+        let gray = Tensor::zeros((6, 8, 1), candle_core::DType::U8, &Device::Cpu).unwrap();
+        assert!(gray.apply_op2_no_bwd(&taps(7, 4), &op).is_err());
+    }
+}
