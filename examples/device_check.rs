@@ -120,12 +120,15 @@ fn pose_options(dtype: DType, batch_size: usize) -> PoseOptions {
     }
 }
 
-/// CPU f32 against the device in each dtype; `build` makes the model for a device and dtype.
-fn pose_parity(
-    build: &dyn Fn(&Device, DType) -> Result<PoseEstimator>,
+/// CPU f32 against the device in each dtype: `build` makes the model for a device and dtype,
+/// `compare` measures a device model against the CPU one, and `f32_failure` says why an f32
+/// result is out of bounds (f16 and bf16 are reported only).
+fn parity<M, D: serde::Serialize>(
+    build: &dyn Fn(&Device, DType) -> Result<M>,
+    compare: &dyn Fn(&M, &M) -> Result<D>,
+    f32_failure: &dyn Fn(&D) -> Option<String>,
     device: &Device,
     dtypes: &[DType],
-    items: &[(&RgbImage, BBox)],
     failures: &mut Vec<String>,
     what: &str,
 ) -> Result<Value> {
@@ -133,11 +136,11 @@ fn pose_parity(
     let mut out = serde_json::Map::new();
     for &dtype in dtypes {
         let t0 = Instant::now();
-        let result = build(device, dtype).and_then(|c| Ok(compare_pose(&reference, &c, items)?));
+        let result = build(device, dtype).and_then(|c| compare(&reference, &c));
         let v = match result {
             Ok(d) => {
-                if dtype == DType::F32 && !within(d.heatmap_rel) {
-                    failures.push(format!("{what} f32: heatmaps differ by {}", d.heatmap_rel));
+                if let Some(why) = (dtype == DType::F32).then(|| f32_failure(&d)).flatten() {
+                    failures.push(format!("{what} f32: {why}"));
                 }
                 json!(d)
             }
@@ -156,6 +159,28 @@ fn pose_parity(
     Ok(Value::Object(out))
 }
 
+/// [`parity`] of a pose model on `items`: heatmaps within [`F32_REL_TOL`] in f32.
+fn pose_parity(
+    build: &dyn Fn(&Device, DType) -> Result<PoseEstimator>,
+    device: &Device,
+    dtypes: &[DType],
+    items: &[(&RgbImage, BBox)],
+    failures: &mut Vec<String>,
+    what: &str,
+) -> Result<Value> {
+    parity(
+        build,
+        &|r, c| Ok(compare_pose(r, c, items)?),
+        &|d| (!within(d.heatmap_rel)).then(|| format!("heatmaps differ by {}", d.heatmap_rel)),
+        device,
+        dtypes,
+        failures,
+        what,
+    )
+}
+
+/// [`parity`] of a detector on `img`: FPN maps and boxes within [`F32_REL_TOL`], every
+/// reference detection matched, in f32.
 fn detector_parity(
     build: &dyn Fn(&Device, DType) -> Result<CascadeRcnn>,
     device: &Device,
@@ -164,33 +189,18 @@ fn detector_parity(
     failures: &mut Vec<String>,
     what: &str,
 ) -> Result<Value> {
-    let reference = build(&Device::Cpu, DType::F32)?;
-    let mut out = serde_json::Map::new();
-    for &dtype in dtypes {
-        let t0 = Instant::now();
-        let result = build(device, dtype).and_then(|c| Ok(compare_detector(&reference, &c, img)?));
-        let v = match result {
-            Ok(d) => {
-                if dtype == DType::F32
-                    && !(within(d.fpn_rel) && d.matched == d.reference && within(d.box_rel))
-                {
-                    failures.push(format!("{what} f32: {d:?}"));
-                }
-                json!(d)
-            }
-            Err(e) if dtype == DType::F32 => {
-                failures.push(format!("{what} f32: {}", short(&e)));
-                json!({ "error": short(&e) })
-            }
-            Err(e) => json!({ "error": short(&e) }),
-        };
-        println!(
-            "{what} {dtype:?}: {v} ({:.1} s)",
-            t0.elapsed().as_secs_f64()
-        );
-        out.insert(format!("{dtype:?}").to_lowercase(), v);
-    }
-    Ok(Value::Object(out))
+    parity(
+        build,
+        &|r, c| Ok(compare_detector(r, c, img)?),
+        &|d| {
+            let ok = within(d.fpn_rel) && d.matched == d.reference && within(d.box_rel);
+            (!ok).then(|| format!("{d:?}"))
+        },
+        device,
+        dtypes,
+        failures,
+        what,
+    )
 }
 
 /// An error's text without the backtraces candle appends.
