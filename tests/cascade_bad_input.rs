@@ -163,3 +163,30 @@ fn a_bad_image_in_a_batch_fails_alone() {
     }
     assert!(m.detect_batch(&[]).is_empty());
 }
+
+#[test]
+fn a_frame_already_on_the_device_is_read_from_there_and_a_wrong_one_is_not() {
+    let m = model();
+    let img = noise(64, 48);
+    // the CPU keeps no copy: there is no transfer to save
+    assert!(m.upload(&img).is_none());
+    let alone = m.detect_batch(&[&img]);
+    let up = vidpose::detect::preprocess::upload(&img, &Device::Cpu).unwrap();
+    // another frame's copy (other size) is not used: the image itself is read instead
+    let other = vidpose::detect::preprocess::upload(&noise(32, 48), &Device::Cpu).unwrap();
+    let black = vidpose::detect::preprocess::upload(&RgbImage::new(64, 48), &Device::Cpu);
+    let with_copy = m.detect_batch_uploaded(&[&img], &[Some(&up)]);
+    let with_other = m.detect_batch_uploaded(&[&img], &[Some(&other)]);
+    let with_black = m.detect_batch_uploaded(&[&img], &[Some(&black.unwrap())]);
+    let boxes = |r: &[Result<Vec<vidpose::detect::Detection>, DetectError>]| {
+        r[0].as_ref()
+            .unwrap()
+            .iter()
+            .map(|d| (d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2, d.score))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(boxes(&with_copy), boxes(&alone));
+    assert_eq!(boxes(&with_other), boxes(&alone));
+    // a copy of the right size is trusted: the detector reads it, not the image
+    assert_ne!(boxes(&with_black), boxes(&alone));
+}

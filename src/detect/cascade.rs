@@ -15,7 +15,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::fpn::Fpn;
-use super::preprocess::{preprocess, rescaled_size, ImageMeta, PreprocessConfig};
+use super::preprocess::{
+    preprocess, preprocess_uploaded, rescaled_size, upload, ImageMeta, PreprocessConfig,
+};
 use super::resnet::{ResNet, ResNetConfig};
 use super::roi_head::{CascadeRoiHead, RoiHeadConfig, StageTrace};
 use super::rpn::{Proposals, RpnConfig, RpnHead};
@@ -314,14 +316,39 @@ impl CascadeRcnn {
     /// than alone, frames of one video never do. An image failing the checks gets its own
     /// error; the others are still detected.
     pub fn detect_batch(&self, imgs: &[&RgbImage]) -> Vec<Result<Vec<Detection>, DetectError>> {
+        self.detect_batch_uploaded(imgs, &vec![None; imgs.len()])
+    }
+
+    /// `img` on the detector's GPU (see [`Self::detect_batch_uploaded`]), for the stages after
+    /// it to reuse; `None` on the CPU, where there is no transfer to save, and for an image the
+    /// detector refuses or cannot place there (it is then uploaded, or refused, again later).
+    pub fn upload(&self, img: &RgbImage) -> Option<Tensor> {
+        if self.device.is_cpu() || self.check(img).is_err() {
+            return None;
+        }
+        upload(img, &self.device).ok()
+    }
+
+    /// [`Self::detect_batch`] reading each image from its [`Self::upload`] where there is one,
+    /// so that a frame crosses to the GPU once for the detector and the pose model.
+    pub fn detect_batch_uploaded(
+        &self,
+        imgs: &[&RgbImage],
+        uploads: &[Option<&Tensor>],
+    ) -> Vec<Result<Vec<Detection>, DetectError>> {
         let mut results: Vec<Option<Result<Vec<Detection>, DetectError>>> =
             imgs.iter().map(|_| None).collect();
         let mut inputs = Vec::new();
         for (i, img) in imgs.iter().enumerate() {
-            match self
-                .check(img)
-                .and_then(|()| Ok(preprocess(img, &self.cfg.preprocess, &self.device)?))
-            {
+            let uploaded = uploads.get(i).copied().flatten();
+            match self.check(img).and_then(|()| {
+                Ok(preprocess_uploaded(
+                    img,
+                    uploaded,
+                    &self.cfg.preprocess,
+                    &self.device,
+                )?)
+            }) {
                 Ok((input, meta)) => inputs.push((i, input, meta)),
                 Err(e) => results[i] = Some(Err(e)),
             }

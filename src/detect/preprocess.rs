@@ -69,11 +69,25 @@ pub fn preprocess(
     cfg: &PreprocessConfig,
     device: &Device,
 ) -> Result<(Tensor, ImageMeta)> {
+    preprocess_uploaded(img, None, cfg, device)
+}
+
+/// [`preprocess`] reading the frame from `uploaded` (its `[h, w, 3]` bytes on `device`, see
+/// [`upload`]) where given, instead of sending it to the device again.
+pub fn preprocess_uploaded(
+    img: &RgbImage,
+    uploaded: Option<&Tensor>,
+    cfg: &PreprocessConfig,
+    device: &Device,
+) -> Result<(Tensor, ImageMeta)> {
     let (w, h) = (img.width as usize, img.height as usize);
     let (nw, nh) = rescaled_size(w, h, cfg.scale);
     let d = cfg.pad_divisor.max(1);
     let (ph, pw) = (nh.div_ceil(d) * d, nw.div_ceil(d) * d);
-    let frame = Tensor::from_slice(&img.data, (h, w, 3), device)?;
+    let frame = match uploaded {
+        Some(t) if t.device().same_device(device) && t.dims() == [h, w, 3] => t.clone(),
+        _ => upload(img, device)?,
+    };
     let taps = Tensor::from_vec(resize_taps(w, h, nw, nh), (nw + nh, 4), device)?;
     let op = DetectorInput { nw, nh, pw, ph };
     let x = frame.apply_op2_no_bwd(&taps, &op)?.unsqueeze(0)?;
@@ -84,6 +98,16 @@ pub fn preprocess(
         scale_factor: (nw as f64 / w as f64, nh as f64 / h as f64),
     };
     Ok((x, meta))
+}
+
+/// `img`'s bytes on `device`, `[h, w, 3]` u8: what [`DetectorInput`] reads, and what the pose
+/// model's crop operator reads too.
+pub fn upload(img: &RgbImage, device: &Device) -> Result<Tensor> {
+    Tensor::from_slice(
+        &img.data,
+        (img.height as usize, img.width as usize, 3),
+        device,
+    )
 }
 
 /// The resized `nw x nh` RGB bytes, normalised into planar `[3, ph, pw]` with zeros in the

@@ -25,6 +25,8 @@ pub trait BatchWork: Send {
     ) -> Result<Vec<Result<Self::Output, VideoFailure>>, VideoFailure>;
     /// Puts an item's result into its frame.
     fn store(&self, frame: &mut Frame, item: usize, output: Self::Output);
+    /// The last look at a frame before it leaves the stage, every item done.
+    fn finish(&self, _frame: &mut Frame) {}
 }
 
 enum Pending {
@@ -153,7 +155,10 @@ impl<W: BatchWork> BatchStage<W> {
                     out.push(Msg::End(video, outcome));
                 }
                 Pending::Marker(msg) => out.push(msg),
-                Pending::Frame(f, _, _) => out.push(Msg::Frame(f)),
+                Pending::Frame(mut f, _, _) => {
+                    self.work.finish(&mut f);
+                    out.push(Msg::Frame(f))
+                }
             }
         }
     }

@@ -78,6 +78,10 @@ pub struct Frame {
     pub entered_stage: Instant,
     /// When the source had it decoded: the start of its time in the pipeline.
     pub decoded_at: Instant,
+    /// The pixels on the models' GPU (`[h, w, 3]` u8), put there by the detector so that the
+    /// pose model crops from the same copy: a frame goes up once. `None` on the CPU, and
+    /// once the pose stage is done with the frame.
+    pub on_device: Option<candle_core::Tensor>,
     pub(crate) _permit: Option<Permit>,
 }
 

@@ -195,8 +195,20 @@ impl PoseEstimator {
         &self,
         items: &[(&RgbImage, BBox)],
     ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, PoseError> {
+        self.estimate_uploaded(items, &[])
+    }
+
+    /// [`estimate`](Self::estimate) with, per item, its frame's `[h, w, 3]` bytes already on
+    /// the model's device where there is one (uploaded by the detector): on a GPU the crops
+    /// are then cut from that copy instead of a new upload. Missing entries, copies on another
+    /// device and the CPU path upload (or read) the image as usual.
+    pub fn estimate_uploaded(
+        &self,
+        items: &[(&RgbImage, BBox)],
+        uploads: &[Option<&Tensor>],
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, PoseError> {
         Ok(self
-            .run(items, false)?
+            .run(items, uploads, false)?
             .into_iter()
             .map(|o| o.keypoints)
             .collect())
@@ -207,7 +219,7 @@ impl PoseEstimator {
         &self,
         items: &[(&RgbImage, BBox)],
     ) -> Result<Vec<PoseOutput>, PoseError> {
-        self.run(items, true)
+        self.run(items, &[], true)
     }
 
     /// Keypoints, crops, and the merged heatmaps when `heatmaps` (on the CPU they are at hand
@@ -215,10 +227,11 @@ impl PoseEstimator {
     fn run(
         &self,
         items: &[(&RgbImage, BBox)],
+        uploads: &[Option<&Tensor>],
         heatmaps: bool,
     ) -> Result<Vec<PoseOutput>, PoseError> {
         if !self.device.is_cpu() {
-            return self.run_on_device(items, heatmaps);
+            return self.run_on_device(items, uploads, heatmaps);
         }
         let (iw, ih) = (
             self.config.input_size.0 as usize,
@@ -291,6 +304,7 @@ impl PoseEstimator {
     fn run_on_device(
         &self,
         items: &[(&RgbImage, BBox)],
+        uploads: &[Option<&Tensor>],
         heatmaps: bool,
     ) -> Result<Vec<PoseOutput>, PoseError> {
         let (iw, ih) = (
@@ -301,7 +315,8 @@ impl PoseEstimator {
         let k = NUM_KEYPOINTS;
         let mut outputs: Vec<PoseOutput> = items.iter().map(|(_, b)| unposed(b)).collect();
         // (item, frame slot, inverse map) for the boxes that have a crop
-        let mut frames: Vec<&RgbImage> = Vec::new();
+        // each distinct frame once, with the copy already on the device if an item brought one
+        let mut frames: Vec<(&RgbImage, Option<&Tensor>)> = Vec::new();
         let mut valid = Vec::new();
         for (i, (img, b)) in items.iter().enumerate() {
             let cb = self.crop.crop_box(b);
@@ -309,10 +324,10 @@ impl PoseEstimator {
                 continue;
             };
             outputs[i].crop = Some(cb);
-            let slot = match frames.iter().position(|f| std::ptr::eq(*f, *img)) {
+            let slot = match frames.iter().position(|(f, _)| std::ptr::eq(*f, *img)) {
                 Some(s) => s,
                 None => {
-                    frames.push(img);
+                    frames.push((img, uploads.get(i).copied().flatten()));
                     frames.len() - 1
                 }
             };
@@ -320,9 +335,14 @@ impl PoseEstimator {
         }
         let uploaded = frames
             .iter()
-            .map(|f| {
+            .map(|(f, up)| {
                 let (w, h) = (f.width as usize, f.height as usize);
-                Tensor::from_slice(&f.data, (h, w, 3), &self.device)
+                match up {
+                    Some(t) if t.device().same_device(&self.device) && t.dims() == [h, w, 3] => {
+                        Ok((*t).clone())
+                    }
+                    _ => Tensor::from_slice(&f.data, (h, w, 3), &self.device),
+                }
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let op = CropOp {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use candle_core::Tensor;
+
 use crate::detect::{cascade, CascadeRcnn};
 use crate::image::RgbImage;
 use crate::person::Person;
@@ -41,7 +43,8 @@ impl DetectStage {
 }
 
 impl BatchWork for DetectWork {
-    type Output = Vec<Person>;
+    /// The persons, and the frame as uploaded to the detector's GPU (for the pose model).
+    type Output = (Vec<Person>, Option<Tensor>);
 
     fn stage_name(&self) -> &'static str {
         "detect"
@@ -57,13 +60,16 @@ impl BatchWork for DetectWork {
         items: &[(&Frame, usize)],
     ) -> Result<Vec<Result<Self::Output, VideoFailure>>, VideoFailure> {
         let images: Vec<&RgbImage> = items.iter().map(|(f, _)| &f.decoded.image).collect();
+        let uploads: Vec<Option<Tensor>> = images.iter().map(|i| self.model.upload(i)).collect();
+        let refs: Vec<Option<&Tensor>> = uploads.iter().map(Option::as_ref).collect();
         Ok(self
             .model
-            .detect_batch(&images)
+            .detect_batch_uploaded(&images, &refs)
             .into_iter()
+            .zip(uploads)
             .zip(items)
-            .map(|(r, (f, _))| {
-                r.map(|d| cascade::persons(d, self.score_threshold))
+            .map(|((r, up), (f, _))| {
+                r.map(|d| (cascade::persons(d, self.score_threshold), up))
                     .map_err(|e| VideoFailure::Detect {
                         frame: f.decoded.number,
                         source: Arc::new(e),
@@ -72,7 +78,8 @@ impl BatchWork for DetectWork {
             .collect())
     }
 
-    fn store(&self, frame: &mut Frame, _item: usize, persons: Self::Output) {
+    fn store(&self, frame: &mut Frame, _item: usize, (persons, uploaded): Self::Output) {
         frame.persons = persons;
+        frame.on_device = uploaded;
     }
 }

@@ -325,7 +325,16 @@ impl KeyframeStage {
         // Given boxes (set by the boxes stage) stand for the detector on videos they cover.
         let detections = match (&frame.video.boxes, &self.detector) {
             (None, Some(detector)) if self.state.failure.is_none() => {
-                match detector.detect(&frame.decoded.image) {
+                let img = &frame.decoded.image;
+                frame.on_device = detector.upload(img);
+                let found = match frame.on_device.as_ref() {
+                    Some(up) => detector
+                        .detect_batch_uploaded(&[img], &[Some(up)])
+                        .pop()
+                        .expect("one result per image"),
+                    None => detector.detect(img),
+                };
+                match found {
                     Ok(d) => cascade::persons(d, self.settings.score_threshold),
                     Err(e) => {
                         self.state.failure = Some(VideoFailure::Detect {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use candle_core::Tensor;
+
 use crate::geometry::BBox;
 use crate::image::RgbImage;
 use crate::person::{Keypoint, NUM_KEYPOINTS};
@@ -18,6 +20,16 @@ pub trait PoseModel: Send {
         &mut self,
         items: &[(&RgbImage, BBox)],
     ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// [`Self::estimate`] with each item's frame as the detector put it on the GPU, where it
+    /// did (`Frame::on_device`); a model that cannot use it ignores it.
+    fn estimate_uploaded(
+        &mut self,
+        items: &[(&RgbImage, BBox)],
+        _uploads: &[Option<&Tensor>],
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, Box<dyn std::error::Error + Send + Sync>> {
+        self.estimate(items)
+    }
 }
 
 /// Person crops of frames batched into one pose model call.
@@ -55,15 +67,23 @@ impl BatchWork for PoseWork {
             .iter()
             .map(|&(f, person)| (&f.decoded.image, f.persons[person].bbox))
             .collect();
+        let uploads: Vec<Option<&Tensor>> =
+            items.iter().map(|(f, _)| f.on_device.as_ref()).collect();
         let keypoints = self
             .model
-            .estimate(&crops)
+            .estimate_uploaded(&crops, &uploads)
             .map_err(|e| VideoFailure::Pose(Arc::from(e)))?;
         Ok(keypoints.into_iter().map(Ok).collect())
     }
 
     fn store(&self, frame: &mut Frame, person: usize, keypoints: Self::Output) {
         frame.persons[person].keypoints = Some(keypoints);
+    }
+
+    /// The frame's GPU copy is not needed after the pose model: its memory goes back now,
+    /// not when the frame leaves the pipeline.
+    fn finish(&self, frame: &mut Frame) {
+        frame.on_device = None;
     }
 }
 
@@ -73,5 +93,15 @@ impl PoseModel for crate::pose::PoseEstimator {
         items: &[(&RgbImage, BBox)],
     ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, Box<dyn std::error::Error + Send + Sync>> {
         Ok(crate::pose::PoseEstimator::estimate(self, items)?)
+    }
+
+    fn estimate_uploaded(
+        &mut self,
+        items: &[(&RgbImage, BBox)],
+        uploads: &[Option<&Tensor>],
+    ) -> Result<Vec<[Keypoint; NUM_KEYPOINTS]>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(crate::pose::PoseEstimator::estimate_uploaded(
+            self, items, uploads,
+        )?)
     }
 }

@@ -261,6 +261,7 @@ impl Decoders<'_> {
                 reference_image: None,
                 entered_stage: now,
                 decoded_at: now,
+                on_device: None,
                 _permit: Some(permit),
             };
             let msg = Msg::Frame(Box::new(frame));
