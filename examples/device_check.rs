@@ -9,8 +9,9 @@
 //! 2. Random full-size HRNet-W32 256x192 (16 boxes on a 1920x1080 frame) and Cascade R-CNN X101
 //!    (one 1333x800 frame): the same comparisons.
 //! 3. Device throughput: HRNet-W32 crops/s at batch 64 (forward pass alone, and whole crops
-//!    with the flip test), Cascade X101 frames/s at 1333x800, and both models end to end on a
-//!    1280x720 sequence (detection on every frame and on one in 5).
+//!    with the flip test), Cascade X101 frames/s at 1333x800, X101's grouped convolutions by
+//!    candle and by vidpose's kernel, and both models end to end on a 1280x720 sequence
+//!    (detection on every frame and on one in 5).
 //!
 //! f32 passes when heatmaps and FPN maps agree within 1e-3 relative and every reference
 //! detection has its match with boxes within 1e-3 of their size; f16/bf16 are reported only.
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 use vidpose::bench::parity::{
     compare_detector, compare_pose, spread_boxes, synthetic_frame, RandomWeights,
@@ -33,6 +34,7 @@ use vidpose::models;
 
 mod common;
 use vidpose::nn::device::parse_device;
+use vidpose::nn::GroupedConvDirect;
 use vidpose::pose::{PoseEstimator, PoseModelConfig, PoseOptions};
 
 const F32_REL_TOL: f32 = 1e-3;
@@ -220,6 +222,60 @@ fn within(v: f32) -> bool {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// X101's grouped 3x3 layers (64 groups, stride 1) at their 1333x800 sizes, f32: candle's
+/// grouped `conv2d` (one convolution per group) against vidpose's kernel (`GroupedConvDirect`,
+/// what `Conv` runs on a GPU), median of 5 runs each, and how far apart their outputs are.
+fn grouped_conv_timing(device: &Device) -> Result<Value> {
+    let mut out = serde_json::Map::new();
+    for (c, h, w) in [
+        (256, 200, 336),
+        (512, 100, 168),
+        (1024, 50, 84),
+        (2048, 25, 42),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (1, c, h, w), device)?;
+        let wt = Tensor::randn(0f32, 0.1, (c, c / 64, 3, 3), device)?;
+        let b = Tensor::randn(0f32, 0.1, c, device)?;
+        let candle = || -> Result<Tensor> {
+            let y = x.conv2d(&wt, 1, 1, 1, 64)?;
+            Ok(y.broadcast_add(&b.reshape((1, c, 1, 1))?)?.relu()?)
+        };
+        let op = GroupedConvDirect {
+            groups: 64,
+            stride: 1,
+            pad: 1,
+            relu: true,
+        };
+        let ours = || -> Result<Tensor> { Ok(x.apply_op3_no_bwd(&wt, &b, &op)?) };
+        let time = |f: &dyn Fn() -> Result<Tensor>| -> Result<f64> {
+            f()?;
+            device.synchronize()?;
+            let mut runs = Vec::new();
+            for _ in 0..5 {
+                let t0 = Instant::now();
+                f()?;
+                device.synchronize()?;
+                runs.push(t0.elapsed().as_secs_f64());
+            }
+            Ok(median(runs))
+        };
+        let (tc, to) = (time(&candle)?, time(&ours)?);
+        let (a, b2) = (candle()?, ours()?);
+        let peak = a
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?
+            .max(1e-12);
+        let diff = (a - b2)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        out.insert(
+            format!("{c}x{h}x{w}"),
+            json!({ "candle_ms": tc * 1e3, "vidpose_ms": to * 1e3, "rel_diff": diff / peak }),
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 /// People per frame handed to the pose model in the end-to-end timing.
@@ -421,6 +477,9 @@ fn main() -> Result<()> {
             "cascade-x101 1333x800: {:?}",
             timing["cascade_x101_1333x800"]
         );
+        let grouped = grouped_conv_timing(device)?;
+        println!("grouped conv: {grouped}");
+        timing.insert("grouped_conv_x101".into(), grouped);
         let e2e = end_to_end_720p(&det, &est, args.e2e_frames)?;
         println!("end to end 720p: {e2e}");
         timing.insert("end_to_end_720p".into(), e2e);

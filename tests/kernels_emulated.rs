@@ -13,6 +13,7 @@ use vidpose::detect::ops::{roi_align, RoiAlign};
 use vidpose::detect::preprocess::{resize_taps, DetectorInput};
 use vidpose::geometry::BBox;
 use vidpose::image::RgbImage;
+use vidpose::nn::GroupedConvDirect;
 use vidpose::pose::crop::TopdownAffine;
 use vidpose::pose::ops::{crop_params, CropOp, FlipMerge, MsraPeaks};
 
@@ -284,6 +285,52 @@ fn detector_input_kernel_matches_the_cpu_resize() {
             u8::from(nw * 3 >= 16).to_string(),
         ];
         let what = format!("detector input {w}x{hh} -> {nw}x{nh}");
+        assert_same(&h.run(&args, &out), &values(&want), &what);
+    }
+}
+
+#[test]
+fn grouped_conv_kernel_matches_the_cpu_op() {
+    let Some(h) = Harness::build() else { return };
+    let dev = Device::Cpu;
+    // ResNeXt's shapes in small: stride 1 and 2, odd sizes, a map smaller than the kernel's
+    // reach, and one group's worth of channels per group from 1 to 4
+    for (n, c_in, c_out, groups, (ih, iw), stride) in [
+        (2, 16, 16, 4, (9, 11), 1),
+        (1, 8, 16, 8, (7, 10), 2),
+        (1, 12, 12, 3, (2, 1), 2),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (n, c_in, ih, iw), &dev).unwrap();
+        let wt = Tensor::randn(0f32, 1.0, (c_out, c_in / groups, 3, 3), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+        let op = GroupedConvDirect {
+            groups,
+            stride,
+            pad: 1,
+            relu: true,
+        };
+        let want = x.apply_op3_no_bwd(&wt, &b, &op).unwrap();
+        let (_, _, oh, ow) = want.dims4().unwrap();
+        let out = h.dir.path().join("out").display().to_string();
+        let args: Vec<String> = vec![
+            "gconv".into(),
+            h.f32s("x", &values(&x)),
+            h.f32s("w", &values(&wt)),
+            h.f32s("b", &values(&b)),
+            out.clone(),
+            n.to_string(),
+            c_in.to_string(),
+            ih.to_string(),
+            iw.to_string(),
+            c_out.to_string(),
+            groups.to_string(),
+            "3".into(),
+            stride.to_string(),
+            "1".into(),
+            oh.to_string(),
+            ow.to_string(),
+        ];
+        let what = format!("grouped conv {c_in}->{c_out}/{groups} {ih}x{iw} stride {stride}");
         assert_same(&h.run(&args, &out), &values(&want), &what);
     }
 }

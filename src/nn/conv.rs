@@ -8,7 +8,9 @@
 //! [`Conv::run`] is the one place that picks a kernel: on the CPU (f32) Winograd's algorithm
 //! ([`super::winograd`]) for 3x3 stride-1 convolutions, the fused convolutions of
 //! [`super::cpu_conv`] and [`super::grouped_conv`] for the others, all of which also fuse the
-//! bias, the ReLU and residual additions; candle's conv2d everywhere else.
+//! bias, the ReLU and residual additions; on a GPU, vidpose's grouped kernel for grouped
+//! convolutions in f32 ([`super::grouped_conv::GroupedConvDirect`]); candle's conv2d
+//! everywhere else.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu_conv::{CpuConv, WithResidual};
-use super::grouped_conv::GroupedConv;
+use super::grouped_conv::{GroupedConv, GroupedConvDirect};
 use super::winograd::{TileSize, Winograd, WinogradOp};
 
 /// The narrowest map a [`ConvSpec::wide_tiles`] layer runs by F(4x4): measured on HRNet-W32's
@@ -233,6 +235,24 @@ impl Conv {
             _ => {}
         }
         let s = &self.spec;
+        // A grouped convolution on a GPU in f32: one launch of vidpose's kernel rather than
+        // candle's convolution per group and concatenation (64 of each per ResNeXt layer).
+        if s.groups > 1 && !x.device().is_cpu() && x.dtype() == DType::F32 {
+            let op = GroupedConvDirect {
+                groups: s.groups,
+                stride: s.stride,
+                pad: s.kernel / 2,
+                relu: relu && residual.is_none(),
+            };
+            let y = x
+                .contiguous()?
+                .apply_op3_no_bwd(&self.weight, &self.bias, &op)?;
+            return match residual {
+                None => Ok(y),
+                Some(r) if relu => (y + r)?.relu(),
+                Some(r) => y + r,
+            };
+        }
         let y = x.conv2d(&self.weight, s.kernel / 2, s.stride, 1, s.groups)?;
         let y = y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?;
         let y = match residual {

@@ -16,6 +16,9 @@ pub(crate) const POSE_CROP_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/p
 /// `kernels/detector_input.cu`.
 pub(crate) const DETECTOR_INPUT_PTX: &str =
     include_str!(concat!(env!("OUT_DIR"), "/detector_input.ptx"));
+/// `kernels/grouped_conv.cu`.
+pub(crate) const GROUPED_CONV_PTX: &str =
+    include_str!(concat!(env!("OUT_DIR"), "/grouped_conv.ptx"));
 /// `kernels/heatmap.cu`.
 pub(crate) const HEATMAP_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/heatmap.ptx"));
 

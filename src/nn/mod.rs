@@ -13,6 +13,7 @@ pub(crate) mod winograd;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};
 pub use conv::{Conv, ConvSpec};
+pub use grouped_conv::GroupedConvDirect;
 
 #[cfg(test)]
 mod tests {

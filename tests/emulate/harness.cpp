@@ -47,6 +47,7 @@ template <class T> static T __shfl_down_sync(unsigned, T v, int off) {
 #include "../../kernels/pose_crop.cu"
 #include "../../kernels/heatmap.cu"
 #include "../../kernels/detector_input.cu"
+#include "../../kernels/grouped_conv.cu"
 
 template <class T> static std::vector<T> load(const char *path) {
     FILE *f = std::fopen(path, "rb");
@@ -110,6 +111,20 @@ int main(int argc, char **argv) {
             detector_input_f32(frame.data(), taps.data(), out.data(), w, h, nw, nh, pw, ph, vec);
         });
         save(argv[4], out);
+    } else if (what == "gconv" && argc == 17) {
+        // gconv X WEIGHT BIAS OUT n c_in h w c_out groups k stride pad oh ow relu
+        auto x = load<float>(argv[2]);
+        auto wt = load<float>(argv[3]);
+        auto bias = load<float>(argv[4]);
+        int n = i(6), c_in = i(7), h = i(8), w = i(9), c_out = i(10), groups = i(11), k = i(12),
+            stride = i(13), pad = i(14), oh = i(15), ow = i(16);
+        std::vector<float> out((size_t)n * c_out * oh * ow);
+        int relu = 1;
+        grid(out.size(), [&] {
+            grouped_conv_f32(x.data(), wt.data(), bias.data(), out.data(), n, c_in, h, w, c_out,
+                             groups, k, stride, pad, oh, ow, relu);
+        });
+        save(argv[5], out);
     } else if (what == "flip" && argc == 9) {
         // flip HEATMAPS FLIP_IDX OUT n k h w
         auto hm = load<float>(argv[2]);
