@@ -10,6 +10,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${REFENV_PY:-$HOME/refenv/venv/bin/python}
 OUT=${VIDPOSE_PARITY_OUT:-/tmp/vidpose-parity}
+# The crops are compared pixel for pixel with cv2.warpAffine: OpenCV 5.1 rounds a few values
+# differently from the reference environment's pinned 5.0.0, which vidpose follows.
+cv=$("$PY" -c 'import cv2; print(cv2.__version__)' 2>/dev/null || echo none)
+if [ "$cv" != 5.0.0 ]; then
+  echo "warning: the reference environment has OpenCV $cv, not the pinned 5.0.0" \
+    "(pip install opencv-python-headless==5.0.0.93): the crop comparison may differ by one level" >&2
+fi
 archs=("$@")
 [ ${#archs[@]} -eq 0 ] && archs=(w32 w48)
 for arch in "${archs[@]}"; do
