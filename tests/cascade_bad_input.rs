@@ -171,10 +171,10 @@ fn a_frame_already_on_the_device_is_read_from_there_and_a_wrong_one_is_not() {
     // the CPU keeps no copy: there is no transfer to save
     assert!(m.upload(&img).is_none());
     let alone = m.detect_batch(&[&img]);
-    let up = vidpose::detect::preprocess::upload(&img, &Device::Cpu).unwrap();
+    let up = vidpose::nn::transfer::upload_frame(&img, &Device::Cpu).unwrap();
     // another frame's copy (other size) is not used: the image itself is read instead
-    let other = vidpose::detect::preprocess::upload(&noise(32, 48), &Device::Cpu).unwrap();
-    let black = vidpose::detect::preprocess::upload(&RgbImage::new(64, 48), &Device::Cpu);
+    let other = vidpose::nn::transfer::upload_frame(&noise(32, 48), &Device::Cpu).unwrap();
+    let black = vidpose::nn::transfer::upload_frame(&RgbImage::new(64, 48), &Device::Cpu);
     let with_copy = m.detect_batch_uploaded(&[&img], &[Some(&up)]);
     let with_other = m.detect_batch_uploaded(&[&img], &[Some(&other)]);
     let with_black = m.detect_batch_uploaded(&[&img], &[Some(&black.unwrap())]);

@@ -16,13 +16,14 @@ use candle_nn::VarBuilder;
 
 use super::fpn::Fpn;
 use super::preprocess::{
-    preprocess, preprocess_uploaded, rescaled_size, upload, ImageMeta, PreprocessConfig,
+    preprocess, preprocess_uploaded, rescaled_size, ImageMeta, PreprocessConfig,
 };
 use super::resnet::{ResNet, ResNetConfig};
 use super::roi_head::{CascadeRoiHead, RoiHeadConfig, StageTrace};
 use super::rpn::{Proposals, RpnConfig, RpnHead};
 use crate::geometry::BBox;
 use crate::image::RgbImage;
+use crate::nn::transfer::upload_frame;
 use crate::nn::{Checkpoint, CheckpointError};
 use crate::person::Person;
 
@@ -326,7 +327,7 @@ impl CascadeRcnn {
         if self.device.is_cpu() || self.check(img).is_err() {
             return None;
         }
-        upload(img, &self.device).ok()
+        upload_frame(img, &self.device).ok()
     }
 
     /// [`Self::detect_batch`] reading each image from its [`Self::upload`] where there is one,

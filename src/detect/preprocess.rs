@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Result, Shape, Tensor};
 
 use crate::image::RgbImage;
+use crate::nn::transfer::{cpu_slice, frame_on_device};
 
 /// ImageNet per-channel mean (R, G, B) on the 0..255 scale, subtracted from every pixel.
 pub const MEAN: [f32; 3] = [123.675, 116.28, 103.53];
@@ -73,7 +74,8 @@ pub fn preprocess(
 }
 
 /// [`preprocess`] reading the frame from `uploaded` (its `[h, w, 3]` bytes on `device`, see
-/// [`upload`]) where given, instead of sending it to the device again.
+/// [`crate::nn::transfer::upload_frame`]) where given, instead of sending it to the device
+/// again.
 pub fn preprocess_uploaded(
     img: &RgbImage,
     uploaded: Option<&Tensor>,
@@ -84,10 +86,7 @@ pub fn preprocess_uploaded(
     let (nw, nh) = rescaled_size(w, h, cfg.scale);
     let d = cfg.pad_divisor.max(1);
     let (ph, pw) = (nh.div_ceil(d) * d, nw.div_ceil(d) * d);
-    let frame = match uploaded {
-        Some(t) if t.device().same_device(device) && t.dims() == [h, w, 3] => t.clone(),
-        _ => upload(img, device)?,
-    };
+    let frame = frame_on_device(img, uploaded, device)?;
     let taps = Tensor::from_vec(resize_taps(w, h, nw, nh), (nw + nh, 4), device)?;
     let op = DetectorInput { nw, nh, pw, ph };
     let x = frame.apply_op2_no_bwd(&taps, &op)?.unsqueeze(0)?;
@@ -98,16 +97,6 @@ pub fn preprocess_uploaded(
         scale_factor: (nw as f64 / w as f64, nh as f64 / h as f64),
     };
     Ok((x, meta))
-}
-
-/// `img`'s bytes on `device`, `[h, w, 3]` u8: what [`DetectorInput`] reads, and what the pose
-/// model's crop operator reads too.
-pub fn upload(img: &RgbImage, device: &Device) -> Result<Tensor> {
-    Tensor::from_slice(
-        &img.data,
-        (img.height as usize, img.width as usize, 3),
-        device,
-    )
 }
 
 /// The resized `nw x nh` RGB bytes, normalised into planar `[3, ph, pw]` with zeros in the
@@ -258,13 +247,6 @@ impl DetectorInput {
     }
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::msg("detector input: operands must be contiguous".to_string())
-    })?;
-    Ok(&s.as_slice::<T>()?[a..b])
-}
-
 impl CustomOp2 for DetectorInput {
     fn name(&self) -> &'static str {
         "detector-input"
@@ -278,8 +260,8 @@ impl CustomOp2 for DetectorInput {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (_, w) = self.shapes(l1, l2)?;
-        let frame = contiguous::<u8>(s1, l1)?;
-        let taps = contiguous::<u32>(s2, l2)?;
+        let frame = cpu_slice::<u8>(s1, l1, "detector input")?;
+        let taps = cpu_slice::<u32>(s2, l2, "detector input")?;
         let resized = resize_with_taps(frame, w, self.nw, self.nh, taps);
         let x = normalise_padded(&resized, self.nw, self.nh, self.pw, self.ph);
         Ok((CpuStorage::F32(x), Shape::from((3, self.ph, self.pw))))

@@ -414,11 +414,7 @@ pub(crate) fn residual_f32<'a>(
 }
 
 pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let x = storage.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::msg("conv input must be contiguous"))?;
-    Ok(&x[start..end])
+    super::transfer::cpu_slice(storage, layout, "conv")
 }
 
 /// `dst[y][x] = src[y + dy][x + dx]`, 0 outside the `h x w` plane: a "same" convolution tap

@@ -8,6 +8,7 @@
 //! need no gathering afterwards.
 
 use super::cpu_conv::CpuConv;
+use super::transfer::cpu_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -129,13 +130,6 @@ impl GroupedConvDirect {
     }
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| {
-        candle_core::Error::msg("grouped conv: operands must be contiguous".to_string())
-    })?;
-    Ok(&s.as_slice::<f32>()?[a..b])
-}
-
 impl CustomOp3 for GroupedConvDirect {
     fn name(&self) -> &'static str {
         "grouped-conv2d-direct"
@@ -152,9 +146,9 @@ impl CustomOp3 for GroupedConvDirect {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w, c_out, k, oh, ow) = self.shapes(l1, l2, l3)?;
         let (x, wt, bias) = (
-            contiguous_f32(s1, l1)?,
-            contiguous_f32(s2, l2)?,
-            contiguous_f32(s3, l3)?,
+            cpu_slice::<f32>(s1, l1, "grouped conv")?,
+            cpu_slice::<f32>(s2, l2, "grouped conv")?,
+            cpu_slice::<f32>(s3, l3, "grouped conv")?,
         );
         let (cig, per_group) = (c_in / self.groups, c_out / self.groups);
         let (s, pad) = (self.stride as isize, self.pad as isize);

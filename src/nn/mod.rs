@@ -9,6 +9,7 @@ pub(crate) mod cuda;
 pub mod device;
 pub(crate) mod grouped_conv;
 pub mod memory;
+pub mod transfer;
 pub(crate) mod winograd;
 
 pub use checkpoint::{Checkpoint, CheckpointError, CheckpointFormat};

@@ -13,6 +13,7 @@ use crate::geometry::BBox;
 use crate::image::RgbImage;
 use crate::keypoints::FLIP_INDICES;
 use crate::nn::checkpoint::{Checkpoint, CheckpointError};
+use crate::nn::transfer::frame_on_device;
 use crate::person::{Keypoint, NUM_KEYPOINTS};
 use crate::pose::codec::{self, Decoding};
 use crate::pose::crop::{normalize_into, CropBox, TopdownAffine};
@@ -335,15 +336,7 @@ impl PoseEstimator {
         }
         let uploaded = frames
             .iter()
-            .map(|(f, up)| {
-                let (w, h) = (f.width as usize, f.height as usize);
-                match up {
-                    Some(t) if t.device().same_device(&self.device) && t.dims() == [h, w, 3] => {
-                        Ok((*t).clone())
-                    }
-                    _ => Tensor::from_slice(&f.data, (h, w, 3), &self.device),
-                }
-            })
+            .map(|(f, up)| frame_on_device(f, *up, &self.device))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let op = CropOp {
             out_w: iw,

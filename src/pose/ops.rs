@@ -8,6 +8,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 
 use crate::image::RgbImage;
+use crate::nn::transfer::cpu_slice;
 use crate::pose::codec::{self, Decoding};
 use crate::pose::crop::{normalize_into, warp_affine_linear};
 
@@ -34,17 +35,6 @@ pub struct CropOp {
     pub out_w: usize,
     /// Crop height, pixels.
     pub out_h: usize,
-}
-
-fn contiguous<'a, T: candle_core::WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::msg(format!("{what}: input must be contiguous")))?;
-    Ok(&s.as_slice::<T>()?[a..b])
 }
 
 impl CropOp {
@@ -78,9 +68,9 @@ impl CustomOp2 for CropOp {
         let img = RgbImage {
             width: w as u32,
             height: h as u32,
-            data: contiguous::<u8>(s1, l1, "pose crop")?.to_vec(),
+            data: cpu_slice::<u8>(s1, l1, "pose crop")?.to_vec(),
         };
-        let params = contiguous::<f32>(s2, l2, "pose crop")?;
+        let params = cpu_slice::<f32>(s2, l2, "pose crop")?;
         let plane = 3 * self.out_w * self.out_h;
         let mut out = vec![0f32; n * plane];
         for (p, dst) in params
@@ -173,7 +163,7 @@ impl CustomOp1 for FlipMerge {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, k, h, w) = self.shape(l)?;
-        let hm = contiguous::<f32>(s, l, "flip merge")?;
+        let hm = cpu_slice::<f32>(s, l, "flip merge")?;
         let per = k * h * w;
         let mut out = Vec::with_capacity(n * per);
         for i in 0..n {
@@ -245,7 +235,7 @@ impl CustomOp1 for MsraPeaks {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, k, h, w) = l.shape().dims4()?;
-        let hm = contiguous::<f32>(s, l, "heatmap decoding")?;
+        let hm = cpu_slice::<f32>(s, l, "heatmap decoding")?;
         let per = k * h * w;
         let mut out = Vec::with_capacity(n * k * 3);
         for i in 0..n {

@@ -9,6 +9,7 @@
 //! in f32, so results agree to rounding. With `--features cuda` the op runs on CUDA tensors
 //! through `kernels/roi_align.cu`, which repeats the same arithmetic.
 
+use crate::nn::transfer::cpu_slice;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -211,8 +212,8 @@ impl CustomOp2 for RoiAlign {
         if five != 5 {
             candle_core::bail!("roi_align expects rois [k, 5], got {:?}", l2.shape());
         }
-        let feats = contiguous(s1, l1)?;
-        let rois = contiguous(s2, l2)?;
+        let feats = cpu_slice::<f32>(s1, l1, "roi_align")?;
+        let rois = cpu_slice::<f32>(s2, l2, "roi_align")?;
         let dst = self.run(feats, fshape, rois)?;
         let out = self.output_size;
         Ok((CpuStorage::F32(dst), Shape::from((k, fshape.1, out, out))))
@@ -275,14 +276,6 @@ impl CustomOp2 for RoiAlign {
             Shape::from((k, c, out, out)),
         ))
     }
-}
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::msg("roi_align inputs must be contiguous"))?;
-    Ok(&data[a..b])
 }
 
 /// Runs [`RoiAlign`] on features `[n, c, h, w]` and RoIs `[k, 5]`.
