@@ -2,7 +2,7 @@
 //! High Quality Object Detection", <https://arxiv.org/abs/1712.00726>), loading MMDetection
 //! checkpoints as published (`backbone.`, `neck.`, `rpn_head.`, `roi_head.bbox_head.{0,1,2}.`).
 //!
-//! image → [`preprocess`] → [`ResNet`] C2..C5 → [`Fpn`] P2..P6 → [`RpnHead`] proposals →
+//! image → [`preprocess`](super::preprocess::preprocess) → [`ResNet`] C2..C5 → [`Fpn`] P2..P6 → [`RpnHead`] proposals →
 //! [`CascadeRoiHead`] (three stages on P2..P5) → boxes in original image pixels.
 //!
 //! Input sizes: any image of at least 1x1 pixel is accepted and resized to fit 1333x800
@@ -15,9 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::fpn::Fpn;
-use super::preprocess::{
-    preprocess, preprocess_uploaded, rescaled_size, ImageMeta, PreprocessConfig,
-};
+use super::preprocess::{preprocess_uploaded, rescaled_size, ImageMeta, PreprocessConfig};
 use super::resnet::{ResNet, ResNetConfig};
 use super::roi_head::{CascadeRoiHead, RoiHeadConfig, StageTrace};
 use super::rpn::{Proposals, RpnConfig, RpnHead};
@@ -264,7 +262,16 @@ impl CascadeRcnn {
 
     /// All detections (every class, score > 0.05, at most 100), best first.
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        Ok(self.detect_with_trace(img)?.detections)
+        self.detect_uploaded(img, None)
+    }
+
+    /// [`Self::detect`] reading the image from its [`Self::upload`] where there is one.
+    pub fn detect_uploaded(
+        &self,
+        img: &RgbImage,
+        uploaded: Option<&Tensor>,
+    ) -> Result<Vec<Detection>, DetectError> {
+        Ok(self.trace(img, uploaded)?.detections)
     }
 
     /// Persons scoring at least `score_threshold`, best first.
@@ -305,8 +312,12 @@ impl CascadeRcnn {
 
     /// [`Self::detect`] keeping the intermediate results.
     pub fn detect_with_trace(&self, img: &RgbImage) -> Result<Trace, DetectError> {
+        self.trace(img, None)
+    }
+
+    fn trace(&self, img: &RgbImage, uploaded: Option<&Tensor>) -> Result<Trace, DetectError> {
         self.check(img)?;
-        let (input, meta) = preprocess(img, &self.cfg.preprocess, &self.device)?;
+        let (input, meta) = preprocess_uploaded(img, uploaded, &self.cfg.preprocess, &self.device)?;
         let fpn = self.features(&input)?;
         self.heads(input, fpn, meta)
     }

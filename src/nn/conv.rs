@@ -74,7 +74,7 @@ impl ConvSpec {
     }
 
     /// The same convolution, run on the CPU by Winograd's F(4x4) on maps at least
-    /// [`WIDE_TILES_MIN_WIDTH`] columns wide (F(2x2) otherwise): 1.2-1.4x faster there, at a
+    /// `WIDE_TILES_MIN_WIDTH` (32) columns wide (F(2x2) otherwise): 1.2-1.4x faster there, at a
     /// larger rounding (full-size HRNet-W32 against MMPose: 2.1e-5 of the heatmap peak instead
     /// of 1.0e-5). For models whose batches hold same-size inputs, such as the pose model's
     /// crops; the detector keeps F(2x2), whose padded batches must match images run alone.

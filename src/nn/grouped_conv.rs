@@ -86,7 +86,7 @@ impl CustomOp1 for GroupedConv {
 /// `weight` `[c_out, c_in/groups, k, k]`, `bias` `[c_out]`, all f32, padding `pad`, the bias
 /// added and the ReLU applied. On a GPU it is one launch of `kernels/grouped_conv.cu`, where
 /// candle's grouped `conv2d` is one convolution per group; `cpu_fwd` is the same direct sum in
-/// the same order (the CPU models use [`GroupedConv`], which is faster there).
+/// the same order (the CPU models use `GroupedConv`, which is faster there).
 #[derive(Debug, Clone, Copy)]
 pub struct GroupedConvDirect {
     /// Groups of input (and output) channels.

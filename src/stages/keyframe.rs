@@ -327,14 +327,7 @@ impl KeyframeStage {
             (None, Some(detector)) if self.state.failure.is_none() => {
                 let img = &frame.decoded.image;
                 frame.on_device = detector.upload(img);
-                let found = match frame.on_device.as_ref() {
-                    Some(up) => detector
-                        .detect_batch_uploaded(&[img], &[Some(up)])
-                        .pop()
-                        .expect("one result per image"),
-                    None => detector.detect(img),
-                };
-                match found {
+                match detector.detect_uploaded(img, frame.on_device.as_ref()) {
                     Ok(d) => cascade::persons(d, self.settings.score_threshold),
                     Err(e) => {
                         self.state.failure = Some(VideoFailure::Detect {
