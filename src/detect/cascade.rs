@@ -328,7 +328,7 @@ impl CascadeRcnn {
     /// than alone, frames of one video never do. An image failing the checks gets its own
     /// error; the others are still detected.
     pub fn detect_batch(&self, imgs: &[&RgbImage]) -> Vec<Result<Vec<Detection>, DetectError>> {
-        self.detect_batch_uploaded(imgs, &vec![None; imgs.len()])
+        self.detect_batch_uploaded(imgs, &[])
     }
 
     /// `img` on the detector's GPU (see [`Self::detect_batch_uploaded`]), for the stages after
@@ -341,8 +341,9 @@ impl CascadeRcnn {
         upload_frame(img, &self.device).ok()
     }
 
-    /// [`Self::detect_batch`] reading each image from its [`Self::upload`] where there is one,
-    /// so that a frame crosses to the GPU once for the detector and the pose model.
+    /// [`Self::detect_batch`] reading each image from its [`Self::upload`] where there is one
+    /// (`uploads[i]` for `imgs[i]`; missing entries are uploaded here), so that a frame crosses
+    /// to the GPU once for the detector and the pose model.
     pub fn detect_batch_uploaded(
         &self,
         imgs: &[&RgbImage],
